@@ -1,0 +1,20 @@
+# Quick start: `make demo` runs the main job end to end on the bundled real data; `make test` runs the tests.
+# Both create .venv (Python 3.11+) from this repository's own files when it is missing.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: install demo test
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m flows.demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -n 2 -q

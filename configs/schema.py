@@ -1,0 +1,134 @@
+"""The configuration schema. One message per wrong field, naming the field and the file."""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from codec.modes import Mode, ModeError
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message lists every wrong field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(_Strict):
+    inbox: Path = Path("inbox")
+    work: Path = Path("work")
+    released: Path = Path("released")
+    quarantine: Path = Path("quarantine")
+    retrieved: Path = Path("retrieved")
+    reports: Path = Path("reports")
+    catalog: Path = Path("catalog.sqlite")
+
+    def resolved(self, home: Path) -> "Paths":
+        return Paths(**{name: (home / p if not p.is_absolute() else p) for name, p in self})
+
+
+class CodecSettings(_Strict):
+    mode: str = "lossless"
+
+    @field_validator("mode")
+    @classmethod
+    def _valid_mode(cls, value: str) -> str:
+        try:
+            Mode.parse(value)
+        except ModeError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def parsed_mode(self) -> Mode:
+        return Mode.parse(self.mode)
+
+
+class Gate(_Strict):
+    psnr_min: float | None = None
+    ssim_min: float | None = Field(default=None, ge=-1.0, le=1.0)
+    max_error_max: int | None = Field(default=None, ge=0)
+
+    def failures(self, psnr: float, ssim: float, max_error: int) -> list[str]:
+        """The reasons a slice with these metrics fails this gate (empty when it passes)."""
+        reasons = []
+        if self.psnr_min is not None and psnr < self.psnr_min:
+            reasons.append(f"PSNR {psnr:.2f} dB < {self.psnr_min}")
+        if self.ssim_min is not None and ssim < self.ssim_min:
+            reasons.append(f"SSIM {ssim:.4f} < {self.ssim_min}")
+        if self.max_error_max is not None and max_error > self.max_error_max:
+            reasons.append(f"max error {max_error} > {self.max_error_max}")
+        return reasons
+
+
+class Schedule(_Strict):
+    interval_seconds: int = Field(default=300, gt=0)
+    cron: str = ""
+    settle_seconds: float = Field(default=60, ge=0)
+    max_concurrent_studies: int = Field(default=2, ge=1)
+
+
+class Runner(_Strict):
+    kind: Literal["thread", "dask"] = "thread"
+    max_workers: int = Field(default=4, ge=1)
+    dask_address: str = ""
+
+    @model_validator(mode="after")
+    def _dask_needs_address(self) -> "Runner":
+        if self.kind == "dask" and not self.dask_address:
+            raise ValueError("runner.kind = 'dask' needs runner.dask_address (e.g. 'tcp://host:8786')")
+        return self
+
+
+class Config(_Strict):
+    home: Path = Path("medzip-data")
+    paths: Paths = Paths()
+    codec: CodecSettings = CodecSettings()
+    gates: dict[str, Gate] = {"default": Gate()}
+    schedule: Schedule = Schedule()
+    runner: Runner = Runner()
+
+    def gate_for(self, modality: str) -> Gate:
+        return self.gates.get(modality.upper(), self.gates.get("default", Gate()))
+
+    def with_mode(self, mode: str) -> "Config":
+        return self.model_copy(update={"codec": CodecSettings(mode=mode)})
+
+
+def medzip_home() -> Path:
+    return Path(os.environ.get("MEDZIP_HOME") or "medzip-data").absolute()
+
+
+def _format_errors(source: Path, exc: ValidationError) -> str:
+    lines = [f"invalid configuration {source}:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Load a TOML config (the default policy when path is None); paths resolved under $MEDZIP_HOME."""
+    source = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(source.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {source}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid configuration {source}: not valid TOML: {exc}") from None
+    gates = raw.get("gates")
+    if isinstance(gates, dict):
+        raw["gates"] = {str(k).upper() if k != "default" else k: v for k, v in gates.items()}
+    try:
+        config = Config(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    home = medzip_home()
+    return config.model_copy(update={"home": home, "paths": config.paths.resolved(home)})

@@ -36,8 +36,12 @@ class Paths(_Strict):
 
 class CodecSettings(_Strict):
     mode: str = "lossless"
+    # The strictest mode a slice failing its gate may be escalated to; a slice still failing there quarantines the
+    # study. "lossless" (default) always ends in a passing slice; a site that would rather quarantine than store
+    # lossless sets e.g. "near-lossless:4", or the same mode as `mode` for no escalation at all.
+    escalate_to: str = "lossless"
 
-    @field_validator("mode")
+    @field_validator("mode", "escalate_to")
     @classmethod
     def _valid_mode(cls, value: str) -> str:
         try:
@@ -49,6 +53,10 @@ class CodecSettings(_Strict):
     @property
     def parsed_mode(self) -> Mode:
         return Mode.parse(self.mode)
+
+    @property
+    def parsed_escalate_to(self) -> Mode:
+        return Mode.parse(self.escalate_to)
 
 
 class Gate(_Strict):
@@ -99,7 +107,7 @@ class Config(_Strict):
         return self.gates.get(modality.upper(), self.gates.get("default", Gate()))
 
     def with_mode(self, mode: str) -> "Config":
-        return self.model_copy(update={"codec": CodecSettings(mode=mode)})
+        return self.model_copy(update={"codec": CodecSettings(mode=mode, escalate_to=self.codec.escalate_to)})
 
 
 def medzip_home() -> Path:

@@ -1,0 +1,107 @@
+"""A real `prefect server start` for `medzip serve`.
+
+Prefect's temporary local server runs no scheduler, so scheduled deployments never fire on it. When no
+PREFECT_API_URL is set, `medzip serve` starts a real server with its SQLite database under $MEDZIP_HOME/prefect
+(PREFECT_HOME), waits until it answers /api/health, and stops it on exit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class PrefectServerError(RuntimeError):
+    """The Prefect server did not start or answer in time."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrefectServer:
+    """`prefect server start` on 127.0.0.1 as a child process; use as a context manager."""
+
+    def __init__(self, prefect_home: Path, port: int | None = None, log_path: Path | None = None,
+                 extra_env: dict[str, str] | None = None):
+        self.prefect_home = Path(prefect_home)
+        self.port = port or _free_port()
+        self.log_path = log_path or self.prefect_home / "server.log"
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(
+            PREFECT_HOME=str(self.prefect_home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 120.0) -> "PrefectServer":
+        self.prefect_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.environment(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, so stop() ends uvicorn and the services with it
+        )
+        log.close()
+        self.wait_healthy(timeout)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise PrefectServerError(
+                    f"prefect server exited with code {self.process.returncode}; see {self.log_path}")
+            if self.healthy():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise PrefectServerError(f"prefect server did not answer {self.api_url}/health within {timeout:.0f} s; "
+                                 f"see {self.log_path}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> "PrefectServer":
+        return self if self.process is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

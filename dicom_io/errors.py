@@ -7,10 +7,14 @@ from pathlib import Path
 class DicomReadError(Exception):
     """A file that cannot be used as DICOM input. Subclasses say why."""
 
-    def __init__(self, path: Path | str, reason: str):
+    def __init__(self, path: Path | str, reason: str, *, study_instance_uid: str | None = None):
         self.path = Path(path)
         self.reason = reason
+        self.study_instance_uid = study_instance_uid  # set when the header was readable enough to place the file
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable (Prefect/Dask move errors between processes)
+        return (self.__class__, (self.path, self.reason), {"study_instance_uid": self.study_instance_uid})
 
 
 class NotDicomError(DicomReadError):
@@ -27,3 +31,19 @@ class PixelDataMismatchError(DicomReadError):
 
 class UnsupportedPixelsError(DicomReadError):
     """Pixel data that pydicom's plugins cannot decode."""
+
+
+class MissingAttributeError(DicomReadError):
+    """DICOM, but without an attribute medzip needs to place it (a Study/Series/SOP Instance UID), e.g. a DICOMDIR."""
+
+
+class InvalidHeaderError(DicomReadError):
+    """An attribute the reader needs has a value it cannot use (e.g. Rows = 0, NumberOfFrames = '1A')."""
+
+
+class DuplicateInstanceError(DicomReadError):
+    """A second file with a SOP Instance UID already read in the same study; the first file (path order) is kept."""
+
+
+class DicomWriteError(Exception):
+    """Reconstructed pixels or a header that cannot be written as the DICOM file asked for."""

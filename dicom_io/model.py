@@ -41,6 +41,9 @@ class Instance:
     instance_number: int | None = None
     position: tuple[float, float, float] | None = None  # ImagePositionPatient
     orientation: tuple[float, ...] | None = None  # ImageOrientationPatient
+    transfer_syntax_uid: str = ""  # of the source file (what iter_frames decodes)
+    photometric_interpretation: str = "MONOCHROME2"
+    series_number: int | None = None
 
 
 @dataclass
@@ -54,12 +57,14 @@ class VerbatimObject:
     study_instance_uid: str
     modality: str
     reason: str  # why it is verbatim, e.g. "no pixel data", "colour (RGB)", "1-bit"
+    series_number: int | None = None
 
 
 @dataclass
 class Series:
     series_instance_uid: str
     modality: str
+    series_number: int | None = None
     instances: list[Instance] = field(default_factory=list)  # in slice order
     verbatim: list[VerbatimObject] = field(default_factory=list)
 
@@ -79,4 +84,18 @@ class Study:
         return [v for s in self.series for v in s.verbatim]
 
 
-from dicom_io.errors import DicomReadError  # noqa: E402  (for the annotation above)
+@dataclass
+class ReadResult:
+    """What dicom_io.read_studies found: studies (sorted by StudyInstanceUID) and the errors of files whose study
+    could not be known (not DICOM, empty, truncated before the UIDs, no StudyInstanceUID). Errors of files whose study
+    is known are in that Study.errors."""
+
+    studies: list[Study] = field(default_factory=list)
+    errors: list["DicomReadError"] = field(default_factory=list)
+
+    @property
+    def all_errors(self) -> list["DicomReadError"]:
+        return self.errors + [e for s in self.studies for e in s.errors]
+
+
+from dicom_io.errors import DicomReadError  # noqa: E402  (for the annotations above)

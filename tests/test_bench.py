@@ -1,0 +1,149 @@
+"""`medzip bench` (codec/bench.py): BD-rate arithmetic, and a real run on two small bundled files."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from codec import bench
+
+REF_BPP = [0.3, 0.6, 1.0, 1.6, 2.5]
+REF_PSNR = [38.0, 42.5, 45.8, 48.9, 52.0]
+
+
+@pytest.mark.parametrize("shift", [-0.10, -0.25, 0.15])
+def test_bd_rate_of_a_rate_shifted_curve_is_the_shift(shift):
+    test_bpp = [b * (1 + shift) for b in REF_BPP]
+    assert bench.bd_rate(REF_BPP, REF_PSNR, test_bpp, REF_PSNR) == pytest.approx(100 * shift, abs=1e-6)
+
+
+def test_bd_rate_of_identical_curves_is_zero_and_psnr_shift_shows_in_bd_psnr():
+    assert bench.bd_rate(REF_BPP, REF_PSNR, REF_BPP, REF_PSNR) == pytest.approx(0.0, abs=1e-9)
+    better = [p + 1.5 for p in REF_PSNR]
+    assert bench.bd_psnr(REF_BPP, REF_PSNR, REF_BPP, better) == pytest.approx(1.5, abs=1e-9)
+    # a better curve needs fewer bits
+    assert bench.bd_rate(REF_BPP, REF_PSNR, REF_BPP, better) < 0
+
+
+def test_bd_rate_without_overlap_is_an_error():
+    with pytest.raises(bench.BdRateError):
+        bench.bd_rate([3, 4, 5, 6], [50, 52, 54, 56], [3, 4, 5, 6], [50, 52, 54, 56])  # all above 2 bpp
+    with pytest.raises(bench.BdRateError):
+        bench.bd_rate([1.0], [40.0], [1.0, 2.0], [40.0, 44.0])
+
+
+REQUIRED = {"file", "frame", "modality", "bits_stored", "codec", "mode", "bpp", "ratio", "psnr", "ssim",
+            "max_error", "encode_ms", "decode_ms"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    files = [get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")]
+    result = bench.run_bench(files, json_path=out / "bench.json", plot_path=out / "bench.png", progress=False,
+                             repeats=1)
+    return result, out
+
+
+def test_run_bench_writes_json_with_required_keys(run):
+    result, out = run
+    data = json.loads((out / "bench.json").read_text())
+    assert set(data) >= {"frames", "summary", "bd_rate", "environment"}
+    assert data["environment"]["anchors_unavailable"] == {}
+    frames = data["frames"]
+    assert {r["file"].rsplit("/", 1)[-1] for r in frames} == {"CT_small.dcm", "MR_small.dcm"}
+    assert {r["modality"] for r in frames} == {"CT", "MR"}
+    codecs = {r["codec"] for r in frames}
+    assert codecs == {"medzip", "j2k", "jls", "jxl", "htj2k"}
+    for r in frames:
+        assert REQUIRED <= set(r), r
+        assert r["error"] is None, r
+        assert r["encode_ms"] > 0 and r["decode_ms"] > 0
+        # bpp and ratio are two views of one size: bpp * ratio = BitsAllocated (16 for both files)
+        assert r["bpp"] * r["ratio"] == pytest.approx(16.0)
+        assert 0.0 <= r["ssim"] <= 1.0
+
+
+def test_lossless_is_exact_and_bounds_hold(run):
+    result, _ = run
+    for r in result.frames:
+        if r["mode"] == "lossless":
+            assert r["max_error"] == 0 and r["psnr"] is None and r["ssim"] == 1.0, r
+        if r["mode"].startswith("near-lossless"):
+            assert r["bound_ok"] and r["max_error"] <= int(r["mode"].split(":")[1]), r
+    jls = {r["mode"] for r in result.frames if r["codec"] == "jls"}
+    assert jls == {"lossless", "near-lossless:1", "near-lossless:2", "near-lossless:4"}
+
+
+def test_anchor_lossy_points_are_finite_and_rate_matched(run):
+    result, _ = run
+    lossy = [r for r in result.frames if r["codec"] in ("j2k", "jxl") and r["mode"].startswith("lossy@")]
+    assert len(lossy) >= 2 * 2 * len(bench.DEFAULT_TARGET_BPP)
+    for r in lossy:
+        assert math.isfinite(r["psnr"]) and r["psnr"] > 30 and r["max_error"] > 0
+        if not r["rate_miss"]:
+            assert r["bpp"] == pytest.approx(r["target_bpp"], rel=bench.RATE_MISS)
+    # both anchors give a CT and an MR curve of several points
+    for mod in ("CT", "MR"):
+        for key in ("j2k", "jxl"):
+            assert len(result.summary["curves"][mod][key]["bpp"]) >= 4
+
+
+def test_summary_rows_and_jpegls_comparison(run):
+    result, _ = run
+    rows = {(r["codec"], r["mode"]): r for r in result.summary["rows"]}
+    j2k = rows[("j2k", "lossless")]
+    assert j2k["encode_vs_j2k"] == pytest.approx(1.0) and j2k["frames"] == 2
+    assert rows[("jls", "lossless")]["total_bits"] == 8 * sum(
+        r["bytes"] for r in result.frames if r["codec"] == "jls" and r["mode"] == "lossless")
+    vs = {r["mode"]: r for r in result.summary["vs_jpegls"]}
+    assert set(vs) >= {"lossless", "near-lossless:1", "near-lossless:2", "near-lossless:4"}
+    assert vs["lossless"]["frames"] == 2 and vs["lossless"]["jpegls_bits"] == rows[("jls", "lossless")]["total_bits"]
+
+
+def test_plot_is_a_png(run):
+    _, out = run
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_print_summary_renders(run):
+    from rich.console import Console
+
+    result, _ = run
+    console = Console(record=True, width=120)
+    bench.print_summary(result, console)
+    text = console.export_text()
+    assert "JPEG-LS" in text and "near-lossless:4" in text and "BD-rate" in text
+
+
+def test_folders_are_recursed_and_non_images_skipped(tmp_path):
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    shutil.copy(get_testdata_file("MR_small.dcm"), sub / "mr.dcm")
+    shutil.copy(get_testdata_file("SC_rgb.dcm"), tmp_path / "colour.dcm")
+    (tmp_path / "notes.txt").write_text("not dicom")
+    result = bench.run_bench([tmp_path], modes=["lossless"], anchors=["jls"], progress=False, repeats=1)
+    assert {r["file"] for r in result.frames} == {str(sub / "mr.dcm")}
+    reasons = {s["file"].rsplit("/", 1)[-1]: s["reason"] for s in result.skipped}
+    assert "not grayscale" in reasons["colour.dcm"] and "not readable" in reasons["notes.txt"]
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    with pytest.raises(bench.BenchError, match="no such"):
+        bench.run_bench([tmp_path / "missing"], progress=False)
+    with pytest.raises(bench.BenchError, match="no grayscale"):
+        bench.run_bench([tmp_path], progress=False)
+    with pytest.raises(bench.BenchError, match="unknown anchor"):
+        bench.run_bench([get_testdata_file("MR_small.dcm")], anchors=["webp"], progress=False)
+
+
+def test_a_frame_an_anchor_cannot_code_is_recorded_not_raised():
+    frame = bench.Frame(path=bench.Path("synthetic"), index=0, modality="OT", bits_stored=20, bits_allocated=32,
+                        signed=False, rescale_slope=1.0, values=np.arange(64 * 64, dtype=np.uint32).reshape(64, 64))
+    for key in ("j2k", "jls", "jxl", "htj2k"):
+        recs = bench._bench_anchor(frame, bench.baselines.ALL_ANCHORS[key], [1], [1.0], {}, 1)
+        assert recs and all("BitsStored 20" in r["error"] for r in recs)

@@ -59,48 +59,37 @@ class Frame:
 
 
 def _candidate_files(paths: Iterable[os.PathLike | str]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file())
-        elif p.is_file():
-            files.append(p)
-        else:
+    from dicom_io.reader import iter_files
+
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
             raise BenchError(f"{p}: no such file or folder")
-    return files
+    return list(iter_files(paths))
 
 
-def _header(path: Path):
-    import pydicom
+def _instance(path: Path):
+    """dicom_io's Instance for a grayscale file, or (None, why it is not benched)."""
+    from dicom_io import DicomReadError, VerbatimObject, read_file
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # not DICOM, or unreadable
-        return None, f"not readable as DICOM: {type(exc).__name__}: {exc}"
-    if "PixelData" not in ds and "Rows" not in ds:
-        return None, "no pixel data"
-    photometric = str(ds.get("PhotometricInterpretation", ""))
-    if not photometric.startswith("MONOCHROME"):
-        return None, f"not grayscale ({photometric or 'no PhotometricInterpretation'})"
-    if int(ds.get("BitsStored", 0) or 0) < 2:
-        return None, f"BitsStored {ds.get('BitsStored')} < 2"
-    return ds, None
+        obj = read_file(path)
+    except DicomReadError as exc:
+        return None, f"{type(exc).__name__}: {exc.reason}"
+    if isinstance(obj, VerbatimObject):
+        return None, f"kept verbatim by dicom_io: {obj.reason}"
+    return obj, None
 
 
-def _frames_of(path: Path) -> Iterator[Frame]:
-    """Every frame of one grayscale DICOM file as stored values (pydicom decodes any transfer syntax)."""
-    import pydicom
+def _frames_of(instance) -> Iterator[Frame]:
+    """Every frame of one instance as stored values (dicom_io decodes any transfer syntax, one frame at a time)."""
+    from dicom_io import iter_frames
 
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array
-    n = int(ds.get("NumberOfFrames", 1) or 1)
-    arr = arr.reshape((n,) + arr.shape[-2:]) if n > 1 or arr.ndim == 3 else arr[None]
-    for i in range(arr.shape[0]):
+    for i, values in enumerate(iter_frames(instance)):
         yield Frame(
-            path=path, index=i, modality=str(ds.get("Modality", "") or "OT"),
-            bits_stored=int(ds.BitsStored), bits_allocated=int(ds.BitsAllocated),
-            signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
-            rescale_slope=float(ds.get("RescaleSlope", 1) or 1), values=np.ascontiguousarray(arr[i]),
+            path=instance.path, index=i, modality=instance.modality or "OT", bits_stored=instance.pixel.bits_stored,
+            bits_allocated=instance.pixel.bits_allocated, signed=instance.pixel.signed,
+            rescale_slope=float(instance.rescale_slope or 1.0), values=np.ascontiguousarray(values),
         )
 
 
@@ -564,30 +553,27 @@ def run_bench(
     chosen = _select_anchors(anchors)
     ks = sorted({m.level for m in our_modes if m.kind == "near-lossless"}) or list(DEFAULT_K)
 
-    files, skipped = [], []
-    total_frames = 0
+    instances, skipped = [], []
     for path in _candidate_files(paths):
-        ds, why = _header(path)
-        if ds is None:
+        inst, why = _instance(path)
+        if inst is None:
             skipped.append({"file": str(path), "reason": why})
-            continue
-        files.append(path)
-        try:
-            total_frames += max(1, int(ds.get("NumberOfFrames", 1) or 1))
-        except (TypeError, ValueError):  # a malformed NumberOfFrames only affects the progress total
-            total_frames += 1
-    if not files:
+        else:
+            instances.append(inst)
+    if not instances:
         raise BenchError(f"no grayscale DICOM frames under {', '.join(map(str, paths))}")
+    total_frames = sum(i.number_of_frames for i in instances)
 
     env = _environment(repeats, chosen)
     records: list[dict] = []
     bar = _Progress(progress, total_frames * (len(our_modes) + len(chosen)))
     try:
-        for path in files:
+        for inst in instances:
+            path = inst.path
             try:
-                frames = list(_frames_of(path))
-            except Exception as exc:
-                skipped.append({"file": str(path), "reason": f"pixel data not decodable: {type(exc).__name__}: {exc}"})
+                frames = list(_frames_of(inst))
+            except Exception as exc:  # dicom_io's typed errors, recorded like unreadable files
+                skipped.append({"file": str(path), "reason": f"pixel data not decodable: {exc}"})
                 continue
             for frame in frames:
                 tag = f"{path.name}[{frame.index}]"
@@ -606,7 +592,7 @@ def run_bench(
 
     summary = {"rows": summary_rows(records), "vs_jpegls": versus_jpegls(records),
                "matched_rate": matched_rate_gains(records), "curves": _curves(records),
-               "frames": len({_frame_key(r) for r in records}), "files": len(files)}
+               "frames": len({_frame_key(r) for r in records}), "files": len(instances)}
     env["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result = BenchResult(records, summary, bd_table(records), env, skipped)
     if json_path is not None:

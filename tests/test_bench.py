@@ -129,7 +129,7 @@ def test_folders_are_recursed_and_non_images_skipped(tmp_path):
     result = bench.run_bench([tmp_path], modes=["lossless"], anchors=["jls"], progress=False, repeats=1)
     assert {r["file"] for r in result.frames} == {str(sub / "mr.dcm")}
     reasons = {s["file"].rsplit("/", 1)[-1]: s["reason"] for s in result.skipped}
-    assert "not grayscale" in reasons["colour.dcm"] and "not readable" in reasons["notes.txt"]
+    assert "not grayscale" in reasons["colour.dcm"] and "NotDicomError" in reasons["notes.txt"]
 
 
 def test_bad_input_is_a_clear_error(tmp_path):

@@ -11,6 +11,7 @@ can be compared pixel for pixel at equal rate.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -541,13 +542,16 @@ def run_bench(
     progress: bool | Callable[[int, int, str], None] | None = None,
     anchor_bpp: Sequence[float] = DEFAULT_TARGET_BPP,
     repeats: int = 3,
+    dedupe: bool = True,
 ) -> BenchResult:
     """Bench every grayscale frame of the DICOM files in `paths` (folders recursed).
 
     modes: our codec modes (default: lossless, near-lossless:1,2,4 and lossy:q for each q the codec offers);
     anchors: anchor keys or names (default: all available; "j2k", "jls", "jxl", "htj2k");
     progress: True for a rich bar, False for none, None for a bar on a terminal, or a callback(done, total, label);
-    anchor_bpp: target rates of the anchors' lossy curves.
+    anchor_bpp: target rates of the anchors' lossy curves;
+    dedupe: bench a frame whose stored values (and bit depth) equal an earlier frame's only once - the bundled data
+    holds the same image in several transfer syntaxes - and list the repeat under "skipped".
     """
     our_modes = [Mode.parse(m) for m in (default_modes() if modes is None else modes)]
     chosen = _select_anchors(anchors)
@@ -566,6 +570,7 @@ def run_bench(
 
     env = _environment(repeats, chosen)
     records: list[dict] = []
+    seen: dict[str, str] = {}
     bar = _Progress(progress, total_frames * (len(our_modes) + len(chosen)))
     try:
         for inst in instances:
@@ -577,6 +582,16 @@ def run_bench(
                 continue
             for frame in frames:
                 tag = f"{path.name}[{frame.index}]"
+                if dedupe:
+                    digest = hashlib.sha256(frame.values.tobytes() + repr(
+                        (frame.values.shape, frame.values.dtype.str, frame.bits_stored)).encode()).hexdigest()
+                    if digest in seen:
+                        skipped.append({"file": str(path), "frame": frame.index,
+                                        "reason": f"same stored values as {seen[digest]}"})
+                        for _ in range(len(our_modes) + len(chosen)):
+                            bar.step(f"{tag} (duplicate)")
+                        continue
+                    seen[digest] = tag
                 matched = {}
                 for mode in our_modes:
                     rec = _bench_ours(frame, mode, repeats, env)

@@ -147,3 +147,13 @@ def test_a_frame_an_anchor_cannot_code_is_recorded_not_raised():
     for key in ("j2k", "jls", "jxl", "htj2k"):
         recs = bench._bench_anchor(frame, bench.baselines.ALL_ANCHORS[key], [1], [1.0], {}, 1)
         assert recs and all("BitsStored 20" in r["error"] for r in recs)
+
+
+def test_identical_frames_are_benched_once(tmp_path):
+    for name in ("one.dcm", "two.dcm"):
+        shutil.copy(get_testdata_file("MR_small.dcm"), tmp_path / name)
+    result = bench.run_bench([tmp_path], modes=["lossless"], anchors=["jls"], progress=False, repeats=1)
+    assert {r["file"] for r in result.frames} == {str(tmp_path / "one.dcm")}
+    assert [s["reason"] for s in result.skipped] == ["same stored values as one.dcm[0]"]
+    both = bench.run_bench([tmp_path], modes=["lossless"], anchors=["jls"], progress=False, repeats=1, dedupe=False)
+    assert len({r["file"] for r in both.frames}) == 2

@@ -14,7 +14,7 @@ from dicom_io.header import header_bytes, read_verbatim_bytes
 from dicom_io.model import Instance, PixelFormat, ReadResult, Series, Study, VerbatimObject
 from dicom_io.parse import read_file
 from dicom_io.pixels import iter_frames, read_frame
-from dicom_io.reader import order_slices, read_studies
+from dicom_io.reader import order_slices, read_frames, read_studies
 from dicom_io.writer import (
     LOSSY_METHOD,
     LossyInfo,
@@ -32,5 +32,5 @@ __all__ = [
     "Instance", "PixelFormat", "ReadResult", "Series", "Study", "VerbatimObject",
     "LOSSY_METHOD", "LossyInfo", "build_dataset", "instance_path", "lossy_labelling", "safe_filename",
     "write_instance", "write_verbatim",
-    "header_bytes", "iter_frames", "order_slices", "read_file", "read_frame", "read_studies", "read_verbatim_bytes",
+    "header_bytes", "iter_frames", "order_slices", "read_file", "read_frame", "read_frames", "read_studies", "read_verbatim_bytes",
 ]

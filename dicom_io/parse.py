@@ -63,7 +63,11 @@ def load_header(path: Path) -> Dataset:
         raise NotDicomError(path, f"not parseable as DICOM: {type(e).__name__}: {e}") from e
     if "SOPInstanceUID" not in ds:
         _check_lost_dataset(path)
-    check_complete(path, ds, size)
+    try:
+        check_complete(path, ds, size)
+    except DicomReadError as e:
+        e.study_instance_uid = _uid(ds, "StudyInstanceUID") or None  # the header got far enough to place it
+        raise
     return ds
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from dicom_io.errors import DicomReadError, DuplicateInstanceError
 from dicom_io.model import Instance, ReadResult, Series, Study, VerbatimObject
 from dicom_io.parse import read_file
+from dicom_io.pixels import iter_frames
 
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines equal within this are one stack
 
@@ -104,3 +105,10 @@ def order_slices(instances: list[Instance]) -> list[Instance]:
         return (along, i.instance_number is None, i.instance_number or 0, i.sop_instance_uid)
 
     return sorted(instances, key=key)
+
+
+def read_frames(path: Path | str) -> Iterator[np.ndarray]:
+    """Stored-value frames of one file; nothing for an object medzip keeps verbatim (raises DicomReadError if unusable)."""
+    obj = read_file(path)
+    if isinstance(obj, Instance):
+        yield from iter_frames(obj)

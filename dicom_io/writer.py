@@ -29,6 +29,16 @@ from dicom_io.errors import DicomWriteError
 LOSSY_METHOD = "MEDZIP_CNN"
 NATIVE_SYNTAXES = {ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian}
 COMPRESSED_SYNTAXES = {pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless}
+# PS3.3 C.7.6.1.1.5.1 Defined Terms for the lossy transfer syntaxes, to name an earlier compression whose
+# ratio was recorded without its method (so value i of the ratios still goes with value i of the methods).
+_METHOD_OF_SYNTAX = {
+    pydicom.uid.JPEGBaseline8Bit: "ISO_10918_1",
+    pydicom.uid.JPEGExtended12Bit: "ISO_10918_1",
+    pydicom.uid.JPEGLSNearLossless: "ISO_14495_1",
+    pydicom.uid.JPEG2000: "ISO_15444_1",
+    pydicom.uid.HTJ2K: "ISO_15444_15",
+    "1.2.840.10008.1.2.4.112": "ISO_18181_1",  # JPEG XL (not yet named in pydicom 3.0)
+}
 _CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _ENCAPSULATION_TAGS = (0x7FE00000, 0x7FE00001, 0x7FE00002)  # group length, Extended Offset Table (+ Lengths)
@@ -66,16 +76,22 @@ def lossy_labelling(ds: Dataset, ratio: float, method: str = LOSSY_METHOD) -> No
     """Label `ds` in place as a lossy-compressed derivative (PS3.3 C.7.6.1.1.5 and C.7.6.1.1.2).
 
     LossyImageCompression "01"; our ratio and method appended after any earlier values (a file that was lossy
-    before keeps its history, value i of the ratios goes with value i of the methods); ImageType value 1 DERIVED;
+    before keeps its history, value i of the ratios goes with value i of the methods; an earlier ratio without
+    its method gets the Defined Term of the source file's lossy transfer syntax when there is one); ImageType value 1 DERIVED;
     a new SOPInstanceUID with the file meta to match; for classic (not enhanced multi-frame) images also a
     Derivation Code (DCM 113040 "Lossy Compression") and a Source Image reference to the original instance
     (purpose DCM 121320 "Uncompressed predecessor").
     """
     if not _CS.match(method):
         raise DicomWriteError(f"LossyImageCompressionMethod {method!r} is not a valid CS value")
+    ratios = [str(r) for r in _values(ds, "LossyImageCompressionRatio")]
+    methods = [str(m) for m in _values(ds, "LossyImageCompressionMethod")]
+    source_syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if len(methods) < len(ratios) and source_syntax in _METHOD_OF_SYNTAX:
+        methods += [_METHOD_OF_SYNTAX[source_syntax]] * (len(ratios) - len(methods))
     ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionRatio = [*_values(ds, "LossyImageCompressionRatio"), format_ratio(ratio)]
-    ds.LossyImageCompressionMethod = [*[str(m) for m in _values(ds, "LossyImageCompressionMethod")], method]
+    ds.LossyImageCompressionRatio = [*ratios, format_ratio(ratio)]
+    ds.LossyImageCompressionMethod = [*methods, method]
     image_type = [str(v) for v in _values(ds, "ImageType")]
     ds.ImageType = ["DERIVED", *image_type[1:]] if image_type else ["DERIVED", "SECONDARY"]
 

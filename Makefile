@@ -16,5 +16,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/python -m flows.demo
 
+# The DICOM-peer tests judge our files with dciodvfy/dcmtk and talk to a real Orthanc (Debian packages).
 test: $(STAMP)
+	bash scripts/install_test_tools.sh
 	$(VENV)/bin/python -m pytest -n 2 -q

@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 
+from tests.peers_study import build_input, original_of, originals_by_uid, written_study
 from tests.peers_tools import (
-    Verdict,
     dciodvfy,
     dcmdump,
     dcmj2pnm_png,
@@ -32,39 +31,7 @@ from tests.peers_tools import (
 
 @pytest.fixture(scope="module")
 def demo_input(tmp_path_factory) -> Path:
-    from flows.demo import build_demo_study
-
-    return build_demo_study(tmp_path_factory.mktemp("demo-input"))
-
-
-def _perturb(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A stand-in lossy decode: the original plus noise of ±3, kept inside the stored range."""
-    info = np.iinfo(frame.dtype)
-    noisy = frame.astype(np.int64) + rng.integers(-3, 4, size=frame.shape)
-    return np.clip(noisy, max(info.min, int(frame.min())), min(info.max, int(frame.max()))).astype(frame.dtype)
-
-
-def write_study_with_writer(src: Path, out: Path, lossy: bool) -> dict[Path, Path]:
-    """Every instance of the study rebuilt by dicom_io.writer from its header and stored values (lossless or with
-    a perturbed 'lossy' decode and its labelling), verbatim objects copied: {written file: original file}."""
-    from dicom_io import LossyInfo, header_bytes, iter_frames, read_studies, read_verbatim_bytes, write_instance
-    from dicom_io import write_verbatim
-
-    result = read_studies([src])
-    assert not result.all_errors, result.all_errors
-    rng = np.random.default_rng(0)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for study in result.studies:
-        for inst in study.instances:
-            frames = list(iter_frames(inst))
-            if lossy:
-                frames = [_perturb(f, rng) for f in frames]
-            path = write_instance(header_bytes(inst), frames, out, lossy=LossyInfo(ratio=12.5) if lossy else None)
-            written[path] = inst.path
-        for obj in study.verbatim:
-            written[write_verbatim(read_verbatim_bytes(obj), out)] = obj.path
-    return written
+    return build_input(tmp_path_factory.mktemp("demo-input"))
 
 
 # dciodvfy 1.00~20220618 (Debian bookworm) treats some Type 1C attributes conditional on "ImageType Value 1 is
@@ -82,18 +49,6 @@ _DERIVED_FALSE_POSITIVE = re.compile(
 def _image_type_1(path: Path) -> str:
     value = pydicom.dcmread(path, stop_before_pixels=True).get("ImageType") or [""]
     return str(value[0])
-
-
-def original_of(path: Path, originals: dict[str, Path]) -> Path:
-    """The input file a written file came from: same SOP Instance UID (lossless, verbatim) or, for a lossy
-    derivative, the instance its SourceImageSequence names as uncompressed predecessor."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    if str(ds.SOPInstanceUID) in originals:
-        return originals[str(ds.SOPInstanceUID)]
-    for item in reversed(ds.get("SourceImageSequence", [])):
-        if str(item.ReferencedSOPInstanceUID) in originals:
-            return originals[str(item.ReferencedSOPInstanceUID)]
-    raise AssertionError(f"{path.name}: no original with its SOP Instance UID or a SourceImageSequence reference")
 
 
 def check_files(written: dict[Path, Path], tmp: Path, lossy: bool) -> None:
@@ -147,16 +102,12 @@ def check_files(written: dict[Path, Path], tmp: Path, lossy: bool) -> None:
     assert not failures, "\n".join(failures)
 
 
-def _originals(src: Path) -> dict[str, Path]:
-    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in src.iterdir()}
-
-
 @pytest.mark.parametrize("lossy", [False, True], ids=["lossless", "lossy"])
 def test_writer_output_passes_independent_tools(demo_input, tmp_path, lossy):
     require("dciodvfy", "dcmdump", "dcmj2pnm")
-    written = write_study_with_writer(demo_input, tmp_path / "out", lossy)
+    written = written_study(demo_input, tmp_path / "out", lossy)
     assert len(written) == len(list(demo_input.iterdir()))
-    originals = _originals(demo_input)
+    originals = originals_by_uid(demo_input)
     assert {original_of(p, originals) for p in written} == set(demo_input.iterdir())
     check_files(written, tmp_path, lossy)
 

@@ -95,6 +95,43 @@ class Runner(_Strict):
         return self
 
 
+def _ae_title(value: str) -> str:
+    if not 1 <= len(value) <= 16 or "\\" in value or not value.strip() or not value.isascii():
+        raise ValueError(f"AE title {value!r} must be 1-16 ASCII characters, not all spaces, without backslash")
+    return value
+
+
+class Delivery(_Strict):
+    """Where a retrieved study is pushed: nowhere, a DICOM C-STORE SCP, or a DICOMweb STOW-RS endpoint."""
+
+    kind: Literal["none", "cstore", "stowrs"] = "none"
+    host: str = ""  # cstore
+    port: int = Field(default=104, ge=1, le=65535)  # cstore
+    called_ae: str = "ANY-SCP"  # cstore: the PACS's AE title
+    calling_ae: str = "MEDZIP"  # cstore: ours, as registered in the PACS
+    url: str = ""  # stowrs: DICOMweb root, e.g. "http://pacs:8042/dicom-web"
+    username: str = ""  # stowrs basic auth (optional)
+    password_env: str = ""  # stowrs: NAME of the environment variable holding the password, never the password
+    retries: int = Field(default=3, ge=0)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("called_ae", "calling_ae")
+    @classmethod
+    def _valid_ae(cls, value: str) -> str:
+        return _ae_title(value)
+
+    @model_validator(mode="after")
+    def _destination_complete(self) -> "Delivery":
+        if self.kind == "cstore" and not self.host:
+            raise ValueError("delivery.kind = 'cstore' needs delivery.host (and port, called_ae)")
+        if self.kind == "stowrs" and not self.url.startswith(("http://", "https://")):
+            raise ValueError("delivery.kind = 'stowrs' needs delivery.url, e.g. 'http://pacs:8042/dicom-web'")
+        if self.password_env and not self.username:
+            raise ValueError("delivery.password_env is set but delivery.username is empty")
+        return self
+
+
 class Config(_Strict):
     home: Path = Path("medzip-data")
     paths: Paths = Paths()
@@ -102,6 +139,7 @@ class Config(_Strict):
     gates: dict[str, Gate] = {"default": Gate()}
     schedule: Schedule = Schedule()
     runner: Runner = Runner()
+    delivery: Delivery = Delivery()
 
     def gate_for(self, modality: str) -> Gate:
         return self.gates.get(modality.upper(), self.gates.get("default", Gate()))

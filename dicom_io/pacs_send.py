@@ -367,3 +367,31 @@ def _stow_batch(client, endpoint: str, batch: list[_Item], attempt: int) -> list
             if transient_http or response.status_code == 200:
                 retry.append(it)
     return retry
+
+
+# ---------------------------------------------------------------- from the config
+
+class DeliveryError(ValueError):
+    """A delivery destination that cannot be used (e.g. its password variable is not set)."""
+
+
+def deliver(files: Iterable[Path | str], delivery: Any) -> list[DeliveryResult]:
+    """Send `files` where the config's [delivery] section (configs.schema.Delivery) says; [] when kind is "none"."""
+    import os
+
+    files = list(files)
+    kind = getattr(delivery, "kind", "none")
+    if kind == "none" or not files:
+        return []
+    common = dict(retries=delivery.retries, backoff_s=delivery.backoff_seconds, timeout_s=delivery.timeout_seconds)
+    if kind == "cstore":
+        return send_cstore(files, delivery, **common)
+    if kind == "stowrs":
+        auth = None
+        if delivery.username:
+            password = os.environ.get(delivery.password_env, "") if delivery.password_env else ""
+            if delivery.password_env and not password:
+                raise DeliveryError(f"delivery.password_env names ${delivery.password_env}, which is not set")
+            auth = (delivery.username, password)
+        return send_stowrs(files, delivery.url, auth=auth, **common)
+    raise DeliveryError(f"delivery.kind {kind!r} is not one of none, cstore, stowrs")

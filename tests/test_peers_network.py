@@ -230,3 +230,34 @@ def test_stowrs_gives_up_after_retries_and_splits_large_requests():
     assert calls == [1, 1, 1, 1, 1, 1]  # each file alone (over the size limit), twice
     assert all(not r.delivered and r.attempts == 2 and "HTTP 500" in r.reason for r in results)
     json.dumps([r.as_dict() for r in results])  # reports serialise for --json
+
+
+# ---------------------------------------------------------------- the [delivery] config section
+
+def test_deliver_follows_the_config(listener, monkeypatch):
+    from configs.schema import Delivery
+    from dicom_io.network import DeliveryError, deliver
+
+    inbox, dest = listener
+    assert deliver(SAMPLES, Delivery()) == []  # kind "none"
+    cfg = Delivery(kind="cstore", host=dest.host, port=dest.port, called_ae=dest.called_ae, retries=0)
+    assert all(r.delivered for r in deliver(SAMPLES[:2], cfg))
+    assert len(list(inbox.rglob("*.dcm"))) == 2
+
+    stow = Delivery(kind="stowrs", url="http://pacs.test/dicom-web", username="u", password_env="MEDZIP_TEST_PW")
+    monkeypatch.delenv("MEDZIP_TEST_PW", raising=False)
+    with pytest.raises(DeliveryError, match="MEDZIP_TEST_PW"):
+        deliver(SAMPLES[:1], stow)
+
+
+def test_delivery_config_names_the_wrong_field(tmp_path):
+    from configs.schema import ConfigError, load_config
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[delivery]\nkind = "cstore"\ncalled_ae = "A-VERY-LONG-AE-TITLE-INDEED"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert "delivery.called_ae" in str(err.value)
+    bad.write_text('[delivery]\nkind = "stowrs"\n')
+    with pytest.raises(ConfigError, match="delivery.url"):
+        load_config(bad)

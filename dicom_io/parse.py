@@ -57,8 +57,10 @@ def load_header(path: Path) -> Dataset:
         ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
     except InvalidDicomError:
         ds = _load_raw_dataset(path)
-    except (EOFError, OSError) as e:
+    except EOFError as e:
         raise TruncatedDicomError(path, f"ends before its header does ({e})") from e
+    except OSError as e:
+        raise NotDicomError(path, f"cannot be read: {e.strerror or e}") from e
     except Exception as e:  # pydicom raises many kinds on garbage
         raise NotDicomError(path, f"not parseable as DICOM: {type(e).__name__}: {e}") from e
     if "SOPInstanceUID" not in ds:

@@ -24,6 +24,7 @@ DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_DECODE = 0xC210
 MISSING_UID = 0xC211
 UNEXPECTED_ERROR = 0xC212
+UID_MISMATCH = 0xC213  # the data set's SOP Instance UID is not the one the C-STORE request announced
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _SAFE_RE = re.compile(r"[^0-9A-Za-z._-]")
@@ -86,6 +87,10 @@ def _handle_store(event, inbox: Path, on_stored: Callable[[Path], None] | None) 
     if not sop_uid or not study_uid or not sop_class:
         log.warning("C-STORE refused: dataset lacks SOPInstanceUID, SOPClassUID or StudyInstanceUID")
         return MISSING_UID
+    if sop_uid != str(event.request.AffectedSOPInstanceUID):
+        log.warning("C-STORE refused: data set SOPInstanceUID %s, request announced %s", sop_uid,
+                    event.request.AffectedSOPInstanceUID)
+        return UID_MISMATCH
     if sop_class != str(event.context.abstract_syntax):
         log.warning("C-STORE refused: dataset SOP class %s sent under %s", sop_class, event.context.abstract_syntax)
         return DATASET_DOES_NOT_MATCH_SOP_CLASS

@@ -261,3 +261,29 @@ def test_delivery_config_names_the_wrong_field(tmp_path):
     bad.write_text('[delivery]\nkind = "stowrs"\n')
     with pytest.raises(ConfigError, match="delivery.url"):
         load_config(bad)
+
+
+def test_medzip_listen_command_receives_into_the_configured_inbox(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = {**os.environ, "MEDZIP_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "listen", "--port", str(port), "--ae-title", "MZ"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        dest = CStoreDestination("127.0.0.1", port, called_ae="MZ", calling_ae="TESTSCU", timeout_s=5)
+        deadline = time.monotonic() + 60
+        while True:
+            results = send_cstore(SAMPLES[-1:], dest, retries=0)
+            if results[0].delivered or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert results[0].delivered, (results[0].as_dict(), proc.poll())
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    ds = pydicom.dcmread(SAMPLES[-1], stop_before_pixels=True)
+    assert (tmp_path / "home" / "inbox" / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm").is_file(), out

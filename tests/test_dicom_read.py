@@ -343,3 +343,47 @@ def test_iter_frames_streams_one_frame_at_a_time():
     assert sum(1 for _ in frames) == 9
     with pytest.raises(IndexError):
         dicom_io.read_frame(inst, 10)
+
+
+# --- odd headers (issue 6's corpus starts here) ----------------------------------------------------------------
+
+
+def _variant(tmp_path, name, **attrs):
+    ds = pydicom.dcmread(_file("CT_small.dcm"))
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    p = tmp_path / name
+    ds.save_as(p)
+    return p
+
+
+def test_bits_stored_larger_than_allocated_is_an_invalid_header(tmp_path):
+    with pytest.raises(dicom_io.InvalidHeaderError, match="BitsStored 20"):
+        dicom_io.read_file(_variant(tmp_path, "bs.dcm", BitsStored=20, HighBit=19))
+
+
+def test_huge_declared_dimensions_are_refused_before_decoding(tmp_path):
+    with pytest.raises(dicom_io.InvalidHeaderError, match="exceeds"):
+        dicom_io.read_file(_variant(tmp_path, "huge.dcm", Rows=65535, Columns=65535))
+    with pytest.raises(PixelDataMismatchError):  # plausible size, but the pixel data cannot hold it
+        dicom_io.read_file(_variant(tmp_path, "big.dcm", Rows=4096, Columns=4096))
+
+
+def test_mixed_image_sizes_in_one_series_are_each_read_as_they_are(tmp_path):
+    small = _variant(tmp_path, "small.dcm", SOPInstanceUID="1.2.3.1", InstanceNumber=1)
+    mr = pydicom.dcmread(_file("MR_small.dcm"))  # 64x64 into the CT's 128x128 series
+    mr.StudyInstanceUID, mr.SeriesInstanceUID = pydicom.dcmread(small).StudyInstanceUID, pydicom.dcmread(
+        small).SeriesInstanceUID
+    mr.save_as(tmp_path / "other.dcm")
+    (study,) = dicom_io.read_studies([tmp_path]).studies
+    (series,) = study.series
+    assert sorted((i.pixel.rows, i.pixel.columns) for i in series.instances) == [(64, 64), (128, 128)]
+    for inst in series.instances:
+        assert next(dicom_io.iter_frames(inst)).shape == (inst.pixel.rows, inst.pixel.columns)
+
+
+def test_hostile_uids_are_read_as_plain_strings(tmp_path):
+    p = _variant(tmp_path, "hostile.dcm", StudyInstanceUID="../../../tmp/evil", SOPInstanceUID="/etc/passwd")
+    (study,) = dicom_io.read_studies([p]).studies
+    assert study.study_instance_uid == "../../../tmp/evil"
+    assert study.instances[0].sop_instance_uid == "/etc/passwd"

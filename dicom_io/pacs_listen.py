@@ -115,6 +115,7 @@ def make_listener_ae(ae_title: str = "MEDZIP"):
     from pynetdicom.sop_class import Verification
 
     ae = AE(ae_title=ae_title)
+    ae.maximum_pdu_size = 4 * 1024 * 1024  # large images arrive in far fewer PDUs than with pynetdicom's 16 KiB
     for ctx in AllStoragePresentationContexts:
         ae.add_supported_context(ctx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)

@@ -4,6 +4,7 @@ Reading is header-only (see dicom_io.parse); pixels are decoded later, one frame
 """
 from __future__ import annotations
 
+import filecmp
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -64,7 +65,9 @@ def read_studies(paths: Iterable[Path | str]) -> ReadResult:
             st.errors.append(
                 DuplicateInstanceError(
                     path,
-                    f"SOPInstanceUID {obj.sop_instance_uid} already read from {seen_sop[key]}; the first is kept",
+                    f"SOPInstanceUID {obj.sop_instance_uid} already read from {seen_sop[key]} "
+                    f"({'an identical copy' if filecmp.cmp(seen_sop[key], path, shallow=False) else 'different content'})"
+                    "; the first is kept",
                     study_instance_uid=obj.study_instance_uid,
                 )
             )

@@ -24,7 +24,7 @@ import pytest
 
 from dicom_io.network import CStoreDestination, run_listener, safe_name, send_cstore, send_stowrs
 from tests.peers_study import build_input, image_series, written_study
-from tests.peers_tools import INSTALL_HINT
+from tests.peers_tools import INSTALL_HINT, skip_or_fail
 
 CONFIG = Path(__file__).with_name("orthanc") / "orthanc.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -70,11 +70,11 @@ class Orthanc:
 def orthanc(tmp_path_factory):
     exe = shutil.which("Orthanc")
     if exe is None:
-        pytest.skip(f"Orthanc not installed; {INSTALL_HINT}")
+        skip_or_fail(f"Orthanc not installed; {INSTALL_HINT}")
     config = json.loads(CONFIG.read_text())
     missing = [p for p in config["Plugins"] if not Path(p).exists()]
     if missing:
-        pytest.skip(f"Orthanc plugins {missing} missing (orthanc-dicomweb, orthanc-gdcm); {INSTALL_HINT}")
+        skip_or_fail(f"Orthanc plugins {missing} missing (orthanc-dicomweb, orthanc-gdcm); {INSTALL_HINT}")
     home = tmp_path_factory.mktemp("orthanc")
     http_port, dicom_port, listener_port = free_port(), free_port(), free_port()
     config.update(

@@ -207,13 +207,13 @@ def verbatim_reason(ds: Dataset, path: Path) -> str | None:
     high_bit = _int(ds, "HighBit", path, bits_stored - 1)
     if high_bit != bits_stored - 1:
         return f"HighBit {high_bit} is not BitsStored - 1 (values not in the low bits)"
-    ts = _transfer_syntax(ds)
+    ts = transfer_syntax(ds)
     if not _decodable(ts):
         return f"transfer syntax {ts} has no pixel decoder here"
     return None
 
 
-def _transfer_syntax(ds: Dataset) -> UID:
+def transfer_syntax(ds: Dataset) -> UID:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts:
@@ -295,7 +295,7 @@ def _describe(path: Path, ds: Dataset, study: str) -> Instance | VerbatimObject:
     frames = _int(ds, "NumberOfFrames", path, 1)
     if frames < 1:
         raise InvalidHeaderError(path, f"NumberOfFrames {frames}")
-    ts = _transfer_syntax(ds)
+    ts = transfer_syntax(ds)
     _check_native_length(ds, path, fmt, frames, ts)
 
     try:

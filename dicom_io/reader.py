@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dicom_io.errors import DicomReadError, DuplicateInstanceError
-from dicom_io.model import Instance, ReadResult, Series, Study, VerbatimObject
+from dicom_io.model import Instance, ReadResult, Series, Study
 from dicom_io.parse import read_file
 from dicom_io.pixels import iter_frames
 

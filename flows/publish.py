@@ -1,0 +1,64 @@
+"""Prefect artifacts of the flows: a per-series quality table and a markdown summary naming the archive.
+
+Only UIDs, never patient names, IDs or birth dates, go into artifacts (they are visible to every UI user).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+
+
+def artifact_key(kind: str, study_uid: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only: a short hash stands for the UID."""
+    return f"{kind}-{hashlib.sha256(study_uid.encode()).hexdigest()[:16]}"
+
+
+def _in_run() -> bool:
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞ (exact)" if value > 0 else "-∞"
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def study_artifacts(outcome) -> None:
+    if not _in_run():
+        return
+    rows = [{k: fmt(v) for k, v in s.items()} for s in outcome.series]
+    if rows:
+        create_table_artifact(table=rows, key=artifact_key("quality", outcome.study_uid),
+                              description=f"Per-series quality of study {outcome.study_uid}")
+    lines = [
+        f"# Study `{outcome.study_uid}`: **{outcome.status}**",
+        "",
+        "| | |", "|---|---|",
+        f"| archive | `{outcome.archive}` |",
+        f"| version | {outcome.version} |",
+        f"| catalog id | {outcome.catalog_id} |",
+        f"| mode asked | `{outcome.mode}` |",
+        f"| modes used | {', '.join(f'`{m}` × {n}' for m, n in outcome.modes_used.items())} |",
+        f"| frames / verbatim objects | {outcome.frames} / {outcome.verbatim} |",
+        f"| escalated frames | {outcome.escalated} |",
+        f"| ratio | {fmt(outcome.ratio)} |",
+        f"| min PSNR (dB) / min SSIM / max error | {fmt(outcome.min_psnr)} / {fmt(outcome.min_ssim)} / "
+        f"{fmt(outcome.max_error)} |",
+    ]
+    if outcome.reasons:
+        lines += ["", "## Reasons for quarantine", ""] + [f"- {r}" for r in outcome.reasons[:50]]
+    if outcome.input_errors:
+        lines += ["", "## Input files not archived", ""] + [f"- {e}" for e in outcome.input_errors[:50]]
+    create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("archive", outcome.study_uid),
+                             description=f"Archive of study {outcome.study_uid}")
+
+
+def markdown(key: str, text: str, description: str) -> None:
+    if _in_run():
+        create_markdown_artifact(markdown=text, key=key, description=description)

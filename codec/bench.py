@@ -169,7 +169,8 @@ def _bench_ours(frame: Frame, mode: Mode, repeats: int, env: dict) -> dict:
         rec.update(_quality(frame, decoded, len(payload)), encode_ms=enc_ms, decode_ms=dec_ms)
         if "codec_identity" not in env:
             info = api.payload_info(payload)
-            env["codec_identity"] = {k: v for k, v in info.items() if k in ("codec", "model", "model_hash", "version")}
+            env["codec_identity"] = {k: v for k, v in info.items() if isinstance(v, (str, int, float)) and any(
+                w in k.lower() for w in ("codec", "model", "version", "format", "weights"))}
     except Exception as exc:  # record, never crash the run: a failing mode is itself a result
         rec["error"] = f"{type(exc).__name__}: {exc}"
     if rec["error"] is None and rec["bound"] is not None:
@@ -510,22 +511,29 @@ class _Progress:
 
     def __init__(self, progress, total: int):
         self.callback, self.bar, self.done, self.total = None, None, 0, total
+        self.lines = progress is None and not sys.stderr.isatty()  # logs get one plain line per step
+        self.t0 = time.perf_counter()
         if callable(progress):
             self.callback = progress
         elif progress or (progress is None and sys.stderr.isatty()):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+            from rich.console import Console
+
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=False)
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=False)
             self.task = self.bar.add_task("bench", total=total)
             self.bar.start()
 
-    def step(self, label: str) -> None:
-        self.done += 1
+    def step(self, label: str, n: int = 1) -> None:
+        self.done += n
         if self.callback:
             self.callback(self.done, self.total, label)
         if self.bar:
-            self.bar.update(self.task, advance=1, description=label[-60:])
+            self.bar.update(self.task, advance=n, description=label[-60:])
+        if self.lines:
+            print(f"[{self.done}/{self.total} {time.perf_counter() - self.t0:.0f}s] {label}", file=sys.stderr,
+                  flush=True)
 
     def close(self) -> None:
         if self.bar:
@@ -588,8 +596,7 @@ def run_bench(
                     if digest in seen:
                         skipped.append({"file": str(path), "frame": frame.index,
                                         "reason": f"same stored values as {seen[digest]}"})
-                        for _ in range(len(our_modes) + len(chosen)):
-                            bar.step(f"{tag} (duplicate)")
+                        bar.step(f"{tag} same as {seen[digest]}, skipped", len(our_modes) + len(chosen))
                         continue
                     seen[digest] = tag
                 matched = {}

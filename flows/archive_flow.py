@@ -105,7 +105,8 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode, content_
                     modality=inst.modality, rows=fmt.rows, columns=fmt.columns, bits_allocated=fmt.bits_allocated,
                     bits_stored=fmt.bits_stored, signed=fmt.signed, number_of_frames=inst.number_of_frames,
                     header=encoded.headers[inst.sop_instance_uid], header_format=HEADER_FORMAT,
-                    extra={"rescale_slope": inst.rescale_slope, "rescale_intercept": inst.rescale_intercept},
+                    extra={"rescale_slope": inst.rescale_slope, "rescale_intercept": inst.rescale_intercept,
+                           "source_path": str(inst.path)},  # lets the audit show the original beside the decode
                 )
                 keys[inst.sop_instance_uid] = tuple(by_uid[inst.sop_instance_uid])
             for ef in encoded.frames:

@@ -12,6 +12,7 @@ from configs.schema import CodecSettings, Paths, Runner, Schedule
 from tests.realdata import data_roots
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # its telemetry write races the test server's SQLite
 
 
 def _find(name: str, under: str = "") -> Path:

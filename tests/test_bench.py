@@ -182,3 +182,16 @@ def test_identical_frames_are_benched_once(tmp_path):
     assert [s["reason"] for s in result.skipped] == ["same stored values as one.dcm[0]"]
     both = bench.run_bench([tmp_path], modes=["lossless"], anchors=["jls"], progress=False, repeats=1, dedupe=False)
     assert len({r["file"] for r in both.frames}) == 2
+
+
+def test_medzip_bench_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    out = CliRunner().invoke(app, ["bench", get_testdata_file("MR_small.dcm"), "--json", str(tmp_path / "b.json"),
+                                   "--plot", str(tmp_path / "b.png")])
+    assert out.exit_code == 0, out.output
+    assert "JPEG-LS" in out.output and "BD-rate" in out.output
+    assert json.loads((tmp_path / "b.json").read_text())["frames"]
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"

@@ -72,3 +72,20 @@ def image_series(files) -> dict[str, list[Path]]:
         if "Rows" in ds:
             series.setdefault(str(ds.SeriesInstanceUID), []).append(Path(f))
     return series
+
+
+def retrieved_study(src: Path, home: Path, mode: str) -> list[Path]:
+    """The real path: flows.archive_flow.archive_paths archives `src` in `mode` (no gates, no escalation, so a lossy
+    mode stays lossy), then flows.retrieve_flow.retrieve_study writes it back; returns the files written.
+    Needs a Prefect API (tests use prefect_test_harness)."""
+    from configs import Config, Gate
+    from configs.schema import CodecSettings, Paths, Runner
+    from flows.archive_flow import archive_paths
+    from flows.retrieve_flow import retrieve_study
+
+    config = Config(home=home, paths=Paths().resolved(home), codec=CodecSettings(mode=mode, escalate_to=mode),
+                    gates={"default": Gate()}, runner=Runner(kind="thread", max_workers=2))
+    [outcome] = archive_paths([src], config)
+    assert outcome["status"] == "released" and outcome.get("archive"), outcome
+    result = retrieve_study(outcome["archive"], home / "retrieved", config)
+    return [Path(f) for f in result["files"]]

@@ -1,20 +1,21 @@
 """Public codec entry points used by the archive flow and the bench.
 
-`encode(values, mode, bits_stored, signed)` -> payload bytes; `decode(payload)` -> array of stored values.
-A payload is self-describing (see codec/bitstream.py once the learned codec lands).
+`encode(values, mode, bits_stored, signed)` -> payload bytes; `decode(payload)` -> array of stored values;
+`payload_info(payload)` -> dict; `codec_identity()` -> "model name:weights hash".
 
-FOUNDATION PLACEHOLDER: until the learned codec lands this is a lossless zlib path with a small header, so the
-archive pipeline runs end to end through the same calls the learned codec will serve.
+Modes (codec/modes.py):
+  lossy:q          learned hyperprior codec at rate point q (0 = smallest, Q-1 = best quality)
+  near-lossless:k  learned layer at the model's residual rate point + residual layer (codec/residual.py), |e| <= k
+  lossless         the same with k = 0, bit-exact, verified against the checksum of the original values
+Stream format: codec/bitstream.py. Decoding never depends on floating point: see codec/engine.py and codec/fixed.py.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
-import zlib
+from typing import Sequence
 
 import numpy as np
 
+from codec import bitstream, engine, entropy, tiles
 from codec.modes import Mode
 
 
@@ -22,48 +23,158 @@ class CodecError(ValueError):
     """A payload that cannot be decoded faithfully (foreign, truncated, corrupted, failed checksum)."""
 
 
-_MAGIC = b"MZP0"
+def value_range(bits_stored: int, signed: bool) -> tuple[int, int]:
+    if not 1 <= int(bits_stored) <= 32:
+        raise CodecError(f"bits_stored must be 1..32, got {bits_stored}")
+    if signed:
+        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
+    return 0, (1 << bits_stored) - 1
 
 
-def _values_checksum(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+def _model() -> engine.Model:
+    try:
+        return engine.load_model()
+    except engine.ModelError as exc:
+        raise CodecError(str(exc)) from None
 
 
-def encode(values: np.ndarray, mode: Mode, bits_stored: int, signed: bool) -> bytes:
+def codec_identity() -> str:
+    """'medzip-hp-v1:<first 16 hex of the weights sha256>' - what an archive records to know its decoder."""
+    return _model().identity
+
+
+def _residual():
+    from codec import residual  # the residual helper's layer
+
+    return residual
+
+
+def _check_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    values = np.asarray(values)
     if values.ndim != 2:
         raise CodecError(f"expected a 2-D frame, got shape {values.shape}")
-    header = {
-        "codec": "zlib-lossless",
-        "mode": "lossless",
-        "shape": list(values.shape),
-        "dtype": values.dtype.str,
-        "bits_stored": bits_stored,
-        "signed": signed,
-        "sha256": _values_checksum(values),
-    }
-    head = json.dumps(header, sort_keys=True).encode()
-    body = zlib.compress(np.ascontiguousarray(values).tobytes(), 6)
-    return _MAGIC + struct.pack("<I", len(head)) + head + body
+    if values.size == 0:
+        raise CodecError(f"empty frame of shape {values.shape}")
+    if values.dtype.kind not in "iub":
+        raise CodecError(f"stored values must be integers, got dtype {values.dtype}")
+    vmin, vmax = value_range(bits_stored, signed)
+    lo, hi = int(values.min()), int(values.max())
+    if lo < vmin or hi > vmax:
+        raise CodecError(
+            f"values {lo}..{hi} do not fit BitsStored={bits_stored} {'signed' if signed else 'unsigned'} "
+            f"({vmin}..{vmax})"
+        )
+    return values
+
+
+def _dtype_code(dt: np.dtype) -> str:
+    s = np.dtype(dt).str
+    if s[0] == "=":
+        s = ("<" if np.little_endian else ">") + s[1:]
+    return s
+
+
+def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool, tile: int = tiles.DEFAULT_TILE) -> bytes:
+    if isinstance(mode, str):
+        mode = Mode.parse(mode)
+    values = _check_values(values, bits_stored, signed)
+    model = _model()
+    if mode.kind == "lossy":
+        if mode.level >= model.Q:
+            raise CodecError(f"lossy:{mode.level}: this model has rate points 0..{model.Q - 1}")
+        q = mode.level
+    else:
+        q = model.residual_q
+    vmin, vmax = value_range(bits_stored, signed)
+    v64 = values.astype(np.int64)
+    lo, hi = int(v64.min()), int(v64.max())
+    if hi <= lo:
+        hi = lo + 1
+    x = ((v64 - lo) / (hi - lo)).astype(np.float32)
+    grid = tiles.Grid(values.shape[0], values.shape[1], tile)
+    y_full, chunks = engine.encode_latents(model, x, grid, q)
+    header = bitstream.Header(
+        mode_kind=mode.kind, level=mode.level, rate_point=q, model_hash=model.hash8, dtype=_dtype_code(values.dtype),
+        bits_stored=int(bits_stored), signed=bool(signed), rows=values.shape[0], cols=values.shape[1], tile=tile,
+        lo=lo, hi=hi, values_sha=bitstream.values_digest(v64),
+    )
+    residual = b""
+    if mode.kind != "lossy":
+        recon = engine.reconstruct(model, y_full, grid, q, lo, hi, vmin, vmax)
+        header.recon_sha = bitstream.recon_digest(recon)
+        k = mode.max_error_bound
+        residual = _residual().encode_residual(v64, recon, k, int(bits_stored), bool(signed))
+    return bitstream.pack(bitstream.Payload(header, chunks, residual))
+
+
+def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int, signed: bool) -> list[bytes]:
+    return [encode(f, mode, bits_stored, signed) for f in frames]
+
+
+def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model, tiles.Grid]:
+    payload = bytes(payload)
+    try:
+        head = bitstream.parse_header(payload)
+    except bitstream.BitstreamError as exc:
+        raise CodecError(str(exc)) from None
+    model = _model()
+    if head.model_hash != model.hash8:
+        raise CodecError(
+            f"payload was encoded by model {head.model_hash.hex()}, this codec is {model.identity}: "
+            "decode it with the weights it was made with"
+        )
+    try:
+        grid = tiles.Grid(head.rows, head.cols, head.tile)
+        p = bitstream.unpack(payload, lambda h: grid.n_tiles)
+    except (bitstream.BitstreamError, ValueError) as exc:
+        raise CodecError(str(exc)) from None
+    return p, model, grid
 
 
 def payload_info(payload: bytes) -> dict:
-    if len(payload) < 8 or payload[:4] != _MAGIC:
-        raise CodecError("not a medzip payload (bad magic)")
-    (n,) = struct.unpack("<I", payload[4:8])
     try:
-        return json.loads(payload[8 : 8 + n])
-    except ValueError as exc:
-        raise CodecError(f"corrupted payload header: {exc}") from None
+        h = bitstream.parse_header(bytes(payload))
+    except bitstream.BitstreamError as exc:
+        raise CodecError(str(exc)) from None
+    mode = "lossless" if h.mode_kind == "lossless" else f"{h.mode_kind}:{h.level}"
+    return {
+        "codec": "medzip-learned", "format_version": h.version, "model_hash": h.model_hash.hex(), "mode": mode,
+        "rate_point": h.rate_point, "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,
+        "signed": h.signed, "tile": h.tile, "lo": h.lo, "hi": h.hi, "sha256_128": h.values_sha.hex(),
+        "bytes": len(payload),
+    }
 
 
-def decode(payload: bytes) -> np.ndarray:
-    info = payload_info(payload)
-    (n,) = struct.unpack("<I", payload[4:8])
+def decode(payload: bytes, exact: bool = True) -> np.ndarray:
+    """Stored values of the payload. exact=False (lossy only) uses the compiled float synthesis: faster, but its
+    result may differ by one stored value on a few pixels between backends; near-lossless/lossless always decode
+    exactly."""
+    p, model, grid = _parse(payload)
+    h = p.header
     try:
-        raw = zlib.decompress(payload[8 + n :])
-    except zlib.error as exc:
-        raise CodecError(f"corrupted payload body: {exc}") from None
-    values = np.frombuffer(raw, dtype=np.dtype(info["dtype"])).reshape(info["shape"]).copy()
-    if _values_checksum(values) != info["sha256"]:
-        raise CodecError("decoded values fail the payload checksum")
-    return values
+        vmin, vmax = value_range(h.bits_stored, h.signed)
+        dtype = np.dtype(h.dtype)
+    except TypeError:
+        raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
+    if h.rate_point >= model.Q or h.hi <= h.lo:
+        raise CodecError("corrupted header: rate point or normalisation out of range")
+    try:
+        y_full = engine.decode_latents(model, p.chunks, grid)
+    except (entropy.EntropyError, ValueError, RuntimeError) as exc:
+        raise CodecError(f"corrupted latent stream: {exc}") from None
+    fast = not exact and h.mode_kind == "lossy"
+    recon = engine.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=not fast)
+    if h.mode_kind == "lossy":
+        return recon.astype(dtype)
+    if bitstream.recon_digest(recon) != h.recon_sha:
+        raise CodecError("the lossy layer's reconstruction differs from the encoder's (recon hash mismatch)")
+    k = 0 if h.mode_kind == "lossless" else h.level
+    res = _residual()
+    try:
+        values = res.decode_residual(p.residual, recon, k, h.bits_stored, h.signed)
+    except res.ResidualError as exc:
+        raise CodecError(f"residual layer: {exc}") from None
+    values = np.asarray(values, np.int64)
+    if h.mode_kind == "lossless" and bitstream.values_digest(values) != h.values_sha:
+        raise CodecError("decoded values fail the payload checksum (lossless)")
+    return values.astype(dtype)

@@ -1,0 +1,199 @@
+"""Entropy coding of latents with constriction's range coder and fixed integer frequency tables.
+
+Tables (computed once after training by codec/export.py, stored in the weights npz):
+  - z: per channel c an integer frequency table over symbols z in [z_lo[c], z_lo[c] + n - 1] (discretised learned
+    Gaussian prior);
+  - y: per scale index s (64 log-spaced scales) a table over y in [-R_s, R_s] (discretised zero-mean Gaussian).
+The two end symbols of every table also stand for everything beyond them: such a symbol is followed by an escape
+value (the distance past the end) in a varint side list, so no value is ever lost whatever its size.
+The tables are integer frequencies handed to constriction as float64 arrays that are identical on both sides;
+constriction's own quantisation of them is deterministic, so encoder and decoder build identical models.
+"""
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+
+TABLE_TOTAL = 1 << 16
+
+
+class EntropyError(ValueError):
+    pass
+
+
+def _cdf(x):
+    return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+
+
+def gaussian_table(mean: float, sigma: float, lo: int, hi: int) -> np.ndarray:
+    """Integer frequencies (sum TABLE_TOTAL, each >= 1) of round(N(mean, sigma)) over [lo, hi], tails in the ends."""
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    upper = _cdf((k + 0.5 - mean) / sigma)
+    lower = _cdf((k - 0.5 - mean) / sigma)
+    upper[-1] = 1.0
+    lower[0] = 0.0
+    p = np.maximum(upper - lower, 0.0)
+    n = len(p)
+    free = TABLE_TOTAL - n
+    f = np.floor(p / p.sum() * free).astype(np.int64) + 1
+    f[np.argmax(f)] += TABLE_TOTAL - f.sum()
+    return f
+
+
+def _write_varints(values: list[int]) -> bytes:
+    out = bytearray()
+    for v in values:
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out.append(b | 0x80)
+            else:
+                out.append(b)
+                break
+    return bytes(out)
+
+
+def _read_varints(data: bytes, n: int) -> list[int]:
+    vals, pos = [], 0
+    for _ in range(n):
+        v, shift = 0, 0
+        while True:
+            if pos >= len(data):
+                raise EntropyError("escape list truncated")
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+            if shift > 63:
+                raise EntropyError("escape value too long")
+        vals.append(v)
+    if pos != len(data):
+        raise EntropyError("escape list has trailing bytes")
+    return vals
+
+
+class Tables:
+    """The integer tables and the constriction models built from them (once per process)."""
+
+    def __init__(self, z_lo: np.ndarray, z_freqs: list[np.ndarray], y_radius: np.ndarray, y_freqs: list[np.ndarray]):
+        self.z_lo = np.asarray(z_lo, np.int64)
+        self.z_n = np.array([len(f) for f in z_freqs], np.int64)
+        self.y_radius = np.asarray(y_radius, np.int64)
+        self.z_models = [constriction.stream.model.Categorical(f.astype(np.float64), perfect=False) for f in z_freqs]
+        self.y_models = [constriction.stream.model.Categorical(f.astype(np.float64), perfect=False) for f in y_freqs]
+
+    # --- arrays for the npz ---
+    @staticmethod
+    def to_arrays(z_lo, z_freqs, y_radius, y_freqs) -> dict:
+        return {
+            "tab_z_lo": np.asarray(z_lo, np.int64),
+            "tab_z_n": np.array([len(f) for f in z_freqs], np.int64),
+            "tab_z_freqs": np.concatenate(z_freqs).astype(np.int64),
+            "tab_y_radius": np.asarray(y_radius, np.int64),
+            "tab_y_freqs": np.concatenate(y_freqs).astype(np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, d) -> "Tables":
+        zs = np.split(d["tab_z_freqs"], np.cumsum(d["tab_z_n"])[:-1])
+        yn = 2 * d["tab_y_radius"] + 1
+        ys = np.split(d["tab_y_freqs"], np.cumsum(yn)[:-1])
+        return cls(d["tab_z_lo"], zs, d["tab_y_radius"], ys)
+
+
+def _to_symbols(v: np.ndarray, lo: int, n: int, escapes: list[int]) -> np.ndarray:
+    s = v.astype(np.int64) - lo
+    ends = np.flatnonzero((s <= 0) | (s >= n - 1))
+    if ends.size:
+        e = s[ends]
+        escapes.extend(np.where(e <= 0, -e, e - (n - 1)).tolist())
+    return np.clip(s, 0, n - 1).astype(np.int32)
+
+
+def _from_symbols(sym: np.ndarray, lo: int, n: int, esc_iter) -> np.ndarray:
+    s = sym.astype(np.int64)
+    ends = np.flatnonzero((s == 0) | (s == n - 1))
+    if ends.size:
+        try:
+            e = np.array([next(esc_iter) for _ in range(ends.size)], np.int64)
+        except StopIteration:
+            raise EntropyError("tile chunk lacks escape values (corrupted)") from None
+        s[ends] = np.where(s[ends] == 0, -e, (n - 1) + e)
+    return s + lo
+
+
+def encode_tile(z: np.ndarray, y: np.ndarray, y_idx: np.ndarray, tables: Tables) -> bytes:
+    """z (hz, wz, NZ) ints, y (h, w, M) ints, y_idx (h, w, M) scale indices -> bytes (coded | escapes)."""
+    enc = constriction.stream.queue.RangeEncoder()
+    escapes: list[int] = []
+    for c in range(z.shape[-1]):
+        lo, n = int(tables.z_lo[c]), int(tables.z_n[c])
+        enc.encode(_to_symbols(z[..., c].ravel(), lo, n, escapes), tables.z_models[c])
+    yf, idx = y.ravel(), y_idx.ravel()
+    order = np.argsort(idx, kind="stable")
+    counts = np.bincount(idx, minlength=len(tables.y_models))
+    start = 0
+    for s, cnt in enumerate(counts.tolist()):
+        if cnt:
+            r = int(tables.y_radius[s])
+            enc.encode(_to_symbols(yf[order[start : start + cnt]], -r, 2 * r + 1, escapes), tables.y_models[s])
+            start += cnt
+    coded = enc.get_compressed().tobytes()
+    esc = _write_varints(escapes)
+    return _write_varints([len(coded), len(escapes)]) + coded + esc
+
+
+def _read_prefix(data: bytes) -> tuple[int, int, int]:
+    vals, pos = [], 0
+    for _ in range(2):
+        v, shift = 0, 0
+        while True:
+            if pos >= len(data):
+                raise EntropyError("tile chunk truncated")
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        vals.append(v)
+    return vals[0], vals[1], pos
+
+
+def decode_z(data: bytes, z_shape: tuple[int, int, int], tables: Tables):
+    """First half of decoding a tile: returns (z, decoder state) so the caller can compute y's scale indices."""
+    n_coded, n_esc, pos = _read_prefix(data)
+    if pos + n_coded > len(data) or n_coded % 4:
+        raise EntropyError("tile chunk truncated")
+    words = np.frombuffer(data[pos : pos + n_coded], dtype=np.uint32)
+    esc = _read_varints(data[pos + n_coded :], n_esc)
+    dec = constriction.stream.queue.RangeDecoder(words.copy())
+    esc_iter = iter(esc)
+    hz, wz, nz = z_shape
+    z = np.empty((hz * wz, nz), np.int64)
+    for c in range(nz):
+        lo, n = int(tables.z_lo[c]), int(tables.z_n[c])
+        z[:, c] = _from_symbols(dec.decode(tables.z_models[c], hz * wz), lo, n, esc_iter)
+    return z.reshape(hz, wz, nz), (dec, esc_iter, esc)
+
+
+def decode_y(state, y_idx: np.ndarray, tables: Tables) -> np.ndarray:
+    dec, esc_iter, esc = state
+    idx = y_idx.ravel()
+    order = np.argsort(idx, kind="stable")
+    counts = np.bincount(idx, minlength=len(tables.y_models))
+    y = np.empty(idx.size, np.int64)
+    start = 0
+    for s, cnt in enumerate(counts.tolist()):
+        if cnt:
+            r = int(tables.y_radius[s])
+            y[order[start : start + cnt]] = _from_symbols(dec.decode(tables.y_models[s], cnt), -r, 2 * r + 1, esc_iter)
+            start += cnt
+    if next(esc_iter, None) is not None:
+        raise EntropyError("tile chunk has unused escape values")
+    return y.reshape(y_idx.shape)

@@ -1,0 +1,206 @@
+"""Train the hyperprior codec end to end on rate + lambda * distortion (Adam), seeded and reproducible.
+
+Normalisation (the same in training and in the codec): each slice is mapped to x = (v - lo) / (hi - lo) with lo/hi
+the slice's min/max stored value (recorded in the bitstream), so 12-bit data stored in 16 bits is not squashed.
+Rate is in bits per pixel (latents + hyper-latents). Distortion D = 255^2 * MSE(x, x_hat): the slice-range PSNR is
+10 log10(255^2 / D); the DESIGN.md PSNR of a slice follows as that + 20 log10((2^BitsStored - 1) / (hi - lo)).
+One model serves all rate points: per-sample rate point q, gain units, loss = bpp + lambda_q * D.
+
+The training loop uses the TensorFlow backend (GPU when TensorFlow sees one, else the CPU); the model itself is
+keras.ops only. `python -m codec.train OUT_DIR --steps N FILES...` or `train(...)` from Python.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_LAMBDAS = (0.01, 0.04, 0.16, 0.64, 2.56)
+PATCH = 128
+
+
+def normalise(v: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """float32 x in [0, 1] and the integer lo, hi used (hi > lo always)."""
+    lo = int(v.min())
+    hi = int(v.max())
+    if hi <= lo:
+        hi = lo + 1
+    return ((v.astype(np.float64) - lo) / (hi - lo)).astype(np.float32), lo, hi
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    """Grayscale stored-value frames of one DICOM file (empty list if it has none)."""
+    try:
+        from dicom_io.reader import read_frames as _rf  # type: ignore[attr-defined]
+
+        return list(_rf(path))
+    except Exception:
+        pass
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    if not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME"):
+        return []
+    a = ds.pixel_array
+    frames = a if a.ndim == 3 else a[None]
+    return [np.ascontiguousarray(f) for f in frames]
+
+
+def load_slices(paths: Iterable[Path], min_size: int = PATCH, log: Callable[[str], None] = print) -> list[np.ndarray]:
+    out = []
+    for p in paths:
+        try:
+            frames = read_frames(Path(p))
+        except Exception as exc:  # unreadable file: skip, say so
+            log(f"skip {p}: {type(exc).__name__}: {exc}")
+            continue
+        for f in frames:
+            if f.ndim == 2 and min(f.shape) >= min_size and f.max() > f.min():
+                out.append(normalise(f)[0])
+    return out
+
+
+class PatchSampler:
+    def __init__(self, slices: Sequence[np.ndarray], seed: int, patch: int = PATCH):
+        self.slices = list(slices)
+        self.rng = np.random.default_rng(seed)
+        self.patch = patch
+        area = np.array([np.sqrt(s.size) for s in self.slices])
+        self.p = area / area.sum()
+
+    def batch(self, n: int) -> np.ndarray:
+        out = np.empty((n, self.patch, self.patch, 1), np.float32)
+        k = 0
+        while k < n:
+            s = self.slices[self.rng.choice(len(self.slices), p=self.p)]
+            i = self.rng.integers(0, s.shape[0] - self.patch + 1)
+            j = self.rng.integers(0, s.shape[1] - self.patch + 1)
+            t = s[i : i + self.patch, j : j + self.patch]
+            if t.std() < 0.005 and self.rng.random() < 0.9:  # mostly skip flat background
+                continue
+            if self.rng.random() < 0.5:
+                t = t[:, ::-1]
+            if self.rng.random() < 0.5:
+                t = t[::-1]
+            out[k, :, :, 0] = t
+            k += 1
+        return out
+
+
+def train(
+    paths: Sequence[Path],
+    out_dir: Path,
+    steps: int = 6000,
+    seed: int = 0,
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    progress: Callable[[int, int, dict], None] | None = None,
+    batch: int = 8,
+    lr: float = 1e-3,
+    init_weights: Path | None = None,
+    checkpoint_every: int = 250,
+    time_limit_s: float | None = None,
+) -> Path:
+    """Train and write out_dir/float_weights.npz (+ train_log.jsonl). Returns the weights path."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    from codec import model as cm
+
+    if len(lambdas) != cm.Q:
+        raise ValueError(f"need {cm.Q} lambdas (one per rate point), got {len(lambdas)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    slices = load_slices(paths)
+    if not slices:
+        raise ValueError("no grayscale training slices of at least 128x128 in the given files")
+    sampler = PatchSampler(slices, seed)
+    net = cm.Codec()
+    if init_weights:
+        net.load_weights_dict(dict(np.load(init_weights)))
+    lam = tf.constant(np.asarray(lambdas, np.float32))
+    sched = keras.optimizers.schedules.PiecewiseConstantDecay([int(steps * 0.8)], [lr, lr / 10])
+    opt = keras.optimizers.Adam(learning_rate=sched, clipnorm=1.0)
+    variables = net.trainable_variables
+    opt.build(variables)
+    pixels = float(PATCH * PATCH)
+
+    @tf.function
+    def step(x, q, ny, nz):
+        with tf.GradientTape() as tape:
+            x_hat, bits_y, bits_z = net.train_forward(x, q, ny, nz)
+            bpp = (bits_y + bits_z) / pixels
+            d = 255.0**2 * tf.reduce_mean(tf.square(x - x_hat), axis=(1, 2, 3))
+            loss = tf.reduce_mean(bpp + tf.gather(lam, q) * d)
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables))
+        return loss, bpp, d
+
+    rng = np.random.default_rng(seed + 1)
+    log_path = out_dir / "train_log.jsonl"
+    wpath = out_dir / "float_weights.npz"
+    t0 = time.time()
+    acc: dict[int, list] = {q: [] for q in range(cm.Q)}
+    with open(log_path, "a") as log:
+        for it in range(1, steps + 1):
+            x = sampler.batch(batch)
+            q = rng.integers(0, cm.Q, size=batch).astype(np.int32)
+            ny = rng.uniform(-0.5, 0.5, (batch, PATCH // 16, PATCH // 16, cm.M)).astype(np.float32)
+            nz = rng.uniform(-0.5, 0.5, (batch, PATCH // 64, PATCH // 64, cm.NZ)).astype(np.float32)
+            loss, bpp, d = step(tf.constant(x), tf.constant(q), tf.constant(ny), tf.constant(nz))
+            for qi, b, di in zip(q, bpp.numpy(), d.numpy()):
+                acc[int(qi)].append((b, di))
+            done = it == steps or (time_limit_s is not None and time.time() - t0 > time_limit_s)
+            if it % 50 == 0 or done:
+                rec = {"step": it, "loss": float(loss), "elapsed_s": round(time.time() - t0, 1)}
+                for qi, v in acc.items():
+                    if v:
+                        b, di = np.mean(v, axis=0)
+                        rec[f"q{qi}"] = {"bpp": round(float(b), 4), "psnr_range": round(float(10 * np.log10(255**2 / max(di, 1e-12))), 2)}
+                acc = {q: [] for q in range(cm.Q)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                if progress:
+                    progress(it, steps, rec)
+            if it % checkpoint_every == 0 or done:
+                tmp = out_dir / "float_weights.tmp.npz"
+                np.savez(tmp, **net.weights_dict())
+                os.replace(tmp, wpath)
+            if done:
+                break
+    meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
+            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1)}
+    (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
+    return wpath
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("files", nargs="*", type=Path)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--time-limit", type=float, default=None)
+    ap.add_argument("--init", type=Path, default=None)
+    ap.add_argument("--default-split", action="store_true", help="train on codec.split.training_files()")
+    a = ap.parse_args(argv)
+    files = a.files
+    if a.default_split:
+        from codec.split import training_files
+
+        files = training_files()
+    train(files, a.out_dir, steps=a.steps, seed=a.seed, batch=a.batch, lr=a.lr, time_limit_s=a.time_limit,
+          init_weights=a.init, progress=lambda i, n, r: print(json.dumps(r), flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""The medzip study archive: one HDF5 file per study (docs/archive-format.md), its catalog, atomic writes and
+integrity checks. Knows nothing of DICOM parsing, the codec's internals, Keras or Prefect: it stores plain values."""
+from archive.catalog import ArchiveRecord, Catalog, Claim
+from archive.checksums import bytes_sha256, file_sha256, study_content_hash, values_sha256
+from archive.errors import (
+    ArchiveError,
+    ArchiveWriteError,
+    CatalogError,
+    ChecksumMismatchError,
+    DamagedArchiveError,
+    ForeignArchiveError,
+    IncompleteArchiveError,
+    UnsupportedVersionError,
+)
+from archive.fsutil import atomic_move, is_temp_name, safe_archive_name
+from archive.layout import FORMAT_VERSION, MAGIC, FrameKey, InstanceKey, QualityRow, VerbatimKey, stored_dtype
+from archive.reader import (
+    ArchiveInfo,
+    ArchiveReader,
+    FrameInfo,
+    InstanceInfo,
+    Limits,
+    SeriesInfo,
+    VerbatimInfo,
+    VerifyReport,
+    verify_archive,
+)
+from archive.rewrite import NewPayload, rewrite_archive, set_quality
+from archive.writer import ArchiveWriter
+
+__all__ = [name for name in dir() if not name.startswith("_")]

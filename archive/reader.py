@@ -1,0 +1,550 @@
+"""ArchiveReader: opens a medzip archive, refuses foreign/damaged/incomplete files, verifies what it hands out."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from archive import layout as L
+from archive.checksums import bytes_sha256, values_sha256
+from archive.errors import (
+    ArchiveError,
+    ChecksumMismatchError,
+    DamagedArchiveError,
+    ForeignArchiveError,
+    IncompleteArchiveError,
+    UnsupportedVersionError,
+)
+from archive.fsutil import is_temp_name
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds applied to archives from untrusted sources (checked before anything is read into memory)."""
+
+    max_file_bytes: int = 1 << 40
+    max_payload_bytes: int = 1 << 30
+    max_header_bytes: int = 64 << 20
+    max_verbatim_bytes: int = 4 << 30
+    max_items: int = 1_000_000  # series, instances, frames, verbatim objects, quality rows each
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    path: Path
+    format_version: int
+    created_utc: str
+    study_uid: str
+    codec: str
+    mode: str
+    content_hash: str
+    meta: dict[str, Any]
+    n_series: int
+    n_instances: int
+    n_frames: int
+    n_verbatim: int
+    payload_bytes: int
+    quality_recorded: bool
+    file_bytes: int
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    key: int
+    series_instance_uid: str
+    modality: str
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    key: L.InstanceKey
+    sop_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    rows: int
+    columns: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    number_of_frames: int
+    values_dtype: np.dtype
+    header_format: str
+    header_sha256: str
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    key: L.FrameKey
+    sop_instance_uid: str
+    codec: str
+    mode: str
+    payload_sha256: str
+    values_sha256: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class VerbatimInfo:
+    key: L.VerbatimKey
+    sop_instance_uid: str
+    sop_class_uid: str
+    modality: str
+    reason: str
+    sha256: str
+    nbytes: int
+    extra: dict[str, Any]
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    frames_checked: int = 0
+    headers_checked: int = 0
+    verbatim_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def describe(key: Any, uid: str | None = None) -> str:
+    """Human name of an item, as used in error messages."""
+    if isinstance(key, L.FrameKey):
+        s = f"series {key.series} / instance {key.instance} / frame {key.frame}"
+    elif isinstance(key, L.InstanceKey):
+        s = f"series {key.series} / instance {key.instance}"
+    elif isinstance(key, L.VerbatimKey):
+        s = f"series {key.series} / verbatim {key.index}"
+    else:
+        s = str(key)
+    return s + (f" (SOP {uid})" if uid else "")
+
+
+class ArchiveReader:
+    """Read a medzip archive. Opening checks format marker, version and completeness; every byte string handed out
+    (header, payload, verbatim object) is checked against its SHA-256 first."""
+
+    def __init__(self, path: str | Path, *, limits: Limits = Limits()):
+        self.path = Path(path)
+        self.limits = limits
+        self._h5: h5py.File | None = None
+        self._open()
+        try:
+            self.info = self._read_info()
+        except BaseException:
+            self.close()
+            raise
+        self._index: dict[str, tuple[str, int, int]] | None = None
+
+    # ---- opening --------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        p = self.path
+        if not p.is_file():
+            raise ArchiveError(p, "no such archive file" if not p.exists() else "not a regular file")
+        size = p.stat().st_size
+        if size == 0:
+            raise ForeignArchiveError(p, "empty file, not a medzip archive")
+        if size > self.limits.max_file_bytes:
+            raise DamagedArchiveError(p, f"file of {size} bytes exceeds the limit of {self.limits.max_file_bytes}")
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        if head != b"\x89HDF\r\n\x1a\n":
+            raise ForeignArchiveError(p, "not an HDF5 file (no HDF5 signature), so not a medzip archive")
+        try:
+            self._h5 = h5py.File(p, "r", locking=False)
+        except OSError as exc:
+            msg = str(exc)
+            if "truncated file" in msg:
+                raise DamagedArchiveError(p, f"truncated file ({msg})") from None
+            if "already open for write" in msg or "consistency flags" in msg:
+                raise IncompleteArchiveError(p, "the writer never closed this file (crash or write in progress)") from None
+            raise DamagedArchiveError(p, f"HDF5 cannot open it: {msg}") from None
+
+    def _read_info(self) -> ArchiveInfo:
+        with self._guard("file attributes"):
+            a = self._file.attrs
+            magic = self._str(a, "format", required=False, where="file attributes")
+            if magic != L.MAGIC:
+                raise ForeignArchiveError(self.path, f"HDF5 file without the {L.MAGIC!r} format marker")
+            version = self._int(a, "format_version", "file attributes")
+            if version not in L.SUPPORTED_VERSIONS:
+                raise UnsupportedVersionError(
+                    self.path, f"format version {version} is not supported (this reader knows {sorted(L.SUPPORTED_VERSIONS)})"
+                )
+            if "complete" not in a or self._int(a, "complete", "file attributes") != 1:
+                raise IncompleteArchiveError(self.path, "no completion marker: the writer never finished this file")
+            if is_temp_name(self.path.name):
+                raise IncompleteArchiveError(self.path, "a temporary file of the writer, never an archive")
+            try:
+                meta = json.loads(self._str(a, "meta_json", where="file attributes"))
+            except ValueError as exc:
+                raise DamagedArchiveError(self.path, f"meta_json is not JSON: {exc}") from None
+            counts = {n: self._int(a, n, "file attributes") for n in ("n_series", "n_instances", "n_frames", "n_verbatim", "payload_bytes")}
+            for n in ("n_series", "n_instances", "n_frames", "n_verbatim"):
+                if not 0 <= counts[n] <= self.limits.max_items:
+                    raise DamagedArchiveError(self.path, f"{n} = {counts[n]} outside 0..{self.limits.max_items}")
+            return ArchiveInfo(
+                path=self.path,
+                quality_recorded=bool(self._int(a, "quality_recorded", "file attributes")),
+                format_version=version,
+                created_utc=self._str(a, "created_utc", where="file attributes"),
+                study_uid=self._str(a, "study_instance_uid", where="file attributes"),
+                codec=self._str(a, "codec", where="file attributes"),
+                mode=self._str(a, "mode", where="file attributes"),
+                content_hash=self._str(a, "content_hash", where="file attributes"),
+                meta=meta,
+                file_bytes=self.path.stat().st_size,
+                **counts,
+            )
+
+    @property
+    def _file(self) -> h5py.File:
+        if self._h5 is None:
+            raise ArchiveError(self.path, "archive reader is closed")
+        return self._h5
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            finally:
+                self._h5 = None
+
+    def __enter__(self) -> "ArchiveReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- low-level checked access ---------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self, item: str):
+        """Turn HDF5 read failures (metadata checksum, fletcher32, truncation) into DamagedArchiveError."""
+        try:
+            yield
+        except ArchiveError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise DamagedArchiveError(self.path, f"cannot read it: {type(exc).__name__}: {exc}", item) from None
+
+    def _str(self, attrs, name: str, required: bool = True, where: str = "") -> str | None:
+        if name not in attrs:
+            if not required:
+                return None
+            raise DamagedArchiveError(self.path, f"attribute {name!r} is missing", where)
+        v = attrs[name]
+        if isinstance(v, np.ndarray) and v.shape == ():
+            v = v[()]
+        if not isinstance(v, (bytes, np.bytes_)):
+            raise DamagedArchiveError(self.path, f"attribute {name!r} is not a fixed-length string", where)
+        return bytes(v).decode("utf-8", "surrogateescape")
+
+    def _int(self, attrs, name: str, where: str) -> int:
+        if name not in attrs:
+            raise DamagedArchiveError(self.path, f"attribute {name!r} is missing", where)
+        v = attrs[name]
+        if not isinstance(v, (np.integer, int)) or isinstance(v, bool):
+            raise DamagedArchiveError(self.path, f"attribute {name!r} is not an integer", where)
+        return int(v)
+
+    def _extra(self, attrs, where: str) -> dict[str, Any]:
+        if "extra_json" not in attrs:
+            return {}
+        try:
+            return json.loads(self._str(attrs, "extra_json", where=where))
+        except ValueError as exc:
+            raise DamagedArchiveError(self.path, f"extra_json is not JSON: {exc}", where) from None
+
+    def _numbered(self, group: h5py.Group, where: str) -> list[int]:
+        names = list(group.keys())
+        if len(names) > self.limits.max_items:
+            raise DamagedArchiveError(self.path, f"{len(names)} entries exceed the limit {self.limits.max_items}", where)
+        if not all(n.isdigit() and n == str(int(n)) for n in names):
+            raise DamagedArchiveError(self.path, f"unexpected entries {sorted(n for n in names if not n.isdigit())[:5]}", where)
+        nums = sorted(int(n) for n in names)
+        if nums != list(range(len(nums))):
+            raise DamagedArchiveError(self.path, f"entries are not numbered 0..{len(nums) - 1}", where)
+        return nums
+
+    def _obj(self, path: str):
+        """The object at `path`. Never h5py's .get(): it answers None for an object whose metadata fails its
+        checksum, which would make a damaged quality table look like an absent one."""
+        try:
+            return self._file[path]
+        except KeyError as exc:
+            raise DamagedArchiveError(self.path, f"{path} is missing or unreadable ({exc})") from None
+
+    def _bytes(self, ds_path: str, limit: int, item: str) -> bytes:
+        with self._guard(item):
+            ds = self._obj(ds_path)
+            if not isinstance(ds, h5py.Dataset):
+                raise DamagedArchiveError(self.path, f"dataset {ds_path} is missing", item)
+            if ds.dtype != np.uint8 or ds.ndim != 1:
+                raise DamagedArchiveError(self.path, f"dataset {ds_path} is not 1-D uint8", item)
+            if ds.shape[0] > limit:
+                raise DamagedArchiveError(self.path, f"{ds.shape[0]} bytes exceed the limit of {limit}", item)
+            return ds[()].tobytes() if ds.shape[0] else b""
+
+    def _checked(self, data: bytes, expected: str, what: str, item: str) -> bytes:
+        actual = bytes_sha256(data)
+        if actual != expected:
+            raise ChecksumMismatchError(self.path, f"{what} SHA-256 mismatch (stored {expected[:16]}…, actual {actual[:16]}…)", item)
+        return data
+
+    # ---- structure ------------------------------------------------------------------------------------
+
+    def series(self) -> list[SeriesInfo]:
+        out = []
+        with self._guard("series"):
+            root = self._obj(L.SERIES)
+            if not isinstance(root, h5py.Group):
+                raise DamagedArchiveError(self.path, "group /series is missing")
+            for s in self._numbered(root, "/series"):
+                where = f"series {s}"
+                a = root[str(s)].attrs
+                out.append(SeriesInfo(s, self._str(a, "series_instance_uid", where=where),
+                                      self._str(a, "modality", where=where), self._extra(a, where)))
+        if len(out) != self.info.n_series:
+            raise DamagedArchiveError(self.path, f"{len(out)} series found, {self.info.n_series} recorded")
+        return out
+
+    def instances(self, series: int) -> list[InstanceInfo]:
+        out = []
+        where = f"series {series}"
+        with self._guard(where):
+            grp = self._obj(f"{L.series_path(series)}/{L.INSTANCES}")
+            if not isinstance(grp, h5py.Group):
+                raise DamagedArchiveError(self.path, "instances group is missing", where)
+            for i in self._numbered(grp, where):
+                out.append(self.instance(L.InstanceKey(series, i)))
+        return out
+
+    def instance(self, key: L.InstanceKey) -> InstanceInfo:
+        key = L.InstanceKey(*key)
+        where = describe(key)
+        with self._guard(where):
+            g = self._obj(L.instance_path(key))
+            if not isinstance(g, h5py.Group):
+                raise DamagedArchiveError(self.path, "instance group is missing", where)
+            a = g.attrs
+            ints = {n: self._int(a, n, where) for n in ("rows", "columns", "bits_allocated", "bits_stored", "signed", "number_of_frames")}
+            if not (ints["rows"] >= 1 and ints["columns"] >= 1 and 1 <= ints["bits_stored"] <= ints["bits_allocated"] <= 32
+                    and 1 <= ints["number_of_frames"] <= self.limits.max_items):
+                raise DamagedArchiveError(self.path, f"implausible pixel format {ints}", where)
+            dtype = L.stored_dtype(ints["bits_allocated"], bool(ints["signed"]))
+            if self._str(a, "values_dtype", where=where) != dtype.str:
+                raise DamagedArchiveError(self.path, "values_dtype does not match the pixel format", where)
+            return InstanceInfo(
+                key=key,
+                sop_instance_uid=self._str(a, "sop_instance_uid", where=where),
+                sop_class_uid=self._str(a, "sop_class_uid", where=where),
+                modality=self._str(a, "modality", where=where),
+                rows=ints["rows"], columns=ints["columns"], bits_allocated=ints["bits_allocated"],
+                bits_stored=ints["bits_stored"], signed=bool(ints["signed"]),
+                number_of_frames=ints["number_of_frames"], values_dtype=dtype,
+                header_format=self._str(a, "header_format", where=where),
+                header_sha256=self._str(a, "header_sha256", where=where),
+                extra=self._extra(a, where),
+            )
+
+    def header(self, key: L.InstanceKey) -> bytes:
+        """The instance's header bytes (format in InstanceInfo.header_format), checksum verified."""
+        inst = self.instance(key)
+        item = describe(inst.key, inst.sop_instance_uid)
+        data = self._bytes(f"{L.instance_path(inst.key)}/{L.HEADER}", self.limits.max_header_bytes, item)
+        return self._checked(data, inst.header_sha256, "header", item)
+
+    def frames(self, key: L.InstanceKey) -> list[FrameInfo]:
+        inst = self.instance(key)
+        where = describe(inst.key, inst.sop_instance_uid)
+        out = []
+        with self._guard(where):
+            grp = self._obj(f"{L.instance_path(inst.key)}/{L.FRAMES}")
+            if not isinstance(grp, h5py.Group):
+                raise DamagedArchiveError(self.path, "frames group is missing", where)
+            nums = self._numbered(grp, where)
+            if len(nums) != inst.number_of_frames:
+                raise DamagedArchiveError(self.path, f"{len(nums)} frames stored, {inst.number_of_frames} declared", where)
+            for f in nums:
+                fk = L.FrameKey(inst.key.series, inst.key.instance, f)
+                fwhere = describe(fk, inst.sop_instance_uid)
+                ds = grp[str(f)]
+                if not isinstance(ds, h5py.Dataset):
+                    raise DamagedArchiveError(self.path, "frame payload is not a dataset", fwhere)
+                a = ds.attrs
+                out.append(FrameInfo(fk, inst.sop_instance_uid, self._str(a, "codec", where=fwhere),
+                                     self._str(a, "mode", where=fwhere), self._str(a, "payload_sha256", where=fwhere),
+                                     self._str(a, "values_sha256", where=fwhere), int(ds.shape[0]) if ds.ndim == 1 else -1))
+        return out
+
+    def payload(self, frame: L.FrameKey | FrameInfo) -> bytes:
+        """A frame's codec payload, refused (ChecksumMismatchError naming the frame) if it fails its SHA-256."""
+        info = frame if isinstance(frame, FrameInfo) else self._frame_info(L.FrameKey(*frame))
+        item = describe(info.key, info.sop_instance_uid)
+        data = self._bytes(L.frame_path(info.key), self.limits.max_payload_bytes, item)
+        return self._checked(data, info.payload_sha256, "payload", item)
+
+    def _frame_info(self, key: L.FrameKey) -> FrameInfo:
+        inst = self.instance(L.InstanceKey(key.series, key.instance))
+        where = describe(key, inst.sop_instance_uid)
+        with self._guard(where):
+            ds = self._obj(L.frame_path(key))
+            if not isinstance(ds, h5py.Dataset):
+                raise DamagedArchiveError(self.path, "no such frame", where)
+            a = ds.attrs
+            return FrameInfo(key, inst.sop_instance_uid, self._str(a, "codec", where=where), self._str(a, "mode", where=where),
+                             self._str(a, "payload_sha256", where=where), self._str(a, "values_sha256", where=where),
+                             int(ds.shape[0]) if ds.ndim == 1 else -1)
+
+    def check_values(self, frame: L.FrameKey | FrameInfo, values: np.ndarray) -> None:
+        """Compare decoded stored values with the checksum of the original (meaningful for lossless frames)."""
+        info = frame if isinstance(frame, FrameInfo) else self._frame_info(L.FrameKey(*frame))
+        inst = self.instance(L.InstanceKey(info.key.series, info.key.instance))
+        item = describe(info.key, info.sop_instance_uid)
+        if tuple(np.shape(values)) != (inst.rows, inst.columns):
+            raise ChecksumMismatchError(self.path, f"decoded shape {np.shape(values)} != ({inst.rows}, {inst.columns})", item)
+        try:
+            actual = values_sha256(values, inst.values_dtype)
+        except ValueError as exc:
+            raise ChecksumMismatchError(self.path, f"decoded values: {exc}", item) from None
+        if actual != info.values_sha256:
+            raise ChecksumMismatchError(self.path, "decoded values differ from the original stored values (SHA-256)", item)
+
+    def iter_frames(self) -> Iterator[tuple[InstanceInfo, FrameInfo]]:
+        """Every frame in archive order (series, instance, frame); payloads are read on demand via payload()."""
+        for s in self.series():
+            for inst in self.instances(s.key):
+                for fr in self.frames(inst.key):
+                    yield inst, fr
+
+    def verbatim(self, series: int | None = None) -> list[VerbatimInfo]:
+        keys = [series] if series is not None else [s.key for s in self.series()]
+        out = []
+        for s in keys:
+            where = f"series {s}"
+            with self._guard(where):
+                grp = self._obj(f"{L.series_path(s)}/{L.VERBATIM}")
+                if not isinstance(grp, h5py.Group):
+                    raise DamagedArchiveError(self.path, "verbatim group is missing", where)
+                for v in self._numbered(grp, where):
+                    k = L.VerbatimKey(s, v)
+                    vwhere = describe(k)
+                    ds = grp[str(v)]
+                    if not isinstance(ds, h5py.Dataset):
+                        raise DamagedArchiveError(self.path, "verbatim object is not a dataset", vwhere)
+                    a = ds.attrs
+                    out.append(VerbatimInfo(k, self._str(a, "sop_instance_uid", where=vwhere),
+                                            self._str(a, "sop_class_uid", where=vwhere), self._str(a, "modality", where=vwhere),
+                                            self._str(a, "reason", where=vwhere), self._str(a, "sha256", where=vwhere),
+                                            int(ds.shape[0]) if ds.ndim == 1 else -1, self._extra(a, vwhere)))
+        return out
+
+    def verbatim_bytes(self, obj: VerbatimInfo | L.VerbatimKey) -> bytes:
+        info = obj if isinstance(obj, VerbatimInfo) else next(
+            (v for v in self.verbatim(obj[0]) if v.key == L.VerbatimKey(*obj)), None)
+        if info is None:
+            raise DamagedArchiveError(self.path, "no such verbatim object", describe(L.VerbatimKey(*obj)))
+        item = describe(info.key, info.sop_instance_uid)
+        data = self._bytes(L.verbatim_path(info.key), self.limits.max_verbatim_bytes, item)
+        return self._checked(data, info.sha256, "verbatim object", item)
+
+    def quality(self) -> list[L.QualityRow]:
+        """The per-frame quality table ([] when the writer recorded none: see info.quality_recorded)."""
+        with self._guard("quality table"):
+            ds = self._obj(L.QUALITY)
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.names is None:
+                raise DamagedArchiveError(self.path, "quality table has the wrong structure", "quality table")
+            if ds.shape[0] > self.limits.max_items:
+                raise DamagedArchiveError(self.path, "quality table exceeds the item limit", "quality table")
+            return L.quality_from_array(ds[()])
+
+    def index(self) -> dict[str, tuple[str, int, int]]:
+        """UID -> (kind, series, item) for every series, instance and verbatim object."""
+        if self._index is None:
+            with self._guard("index"):
+                ds = self._obj(L.INDEX)
+                if not isinstance(ds, h5py.Dataset) or ds.dtype.names != ("uid", "kind", "series", "item"):
+                    raise DamagedArchiveError(self.path, "UID index is missing or malformed", "index")
+                if ds.shape[0] > 4 * self.limits.max_items:
+                    raise DamagedArchiveError(self.path, "UID index exceeds the item limit", "index")
+                self._index = {
+                    bytes(r["uid"]).decode("utf-8", "surrogateescape"): (bytes(r["kind"]).decode(), int(r["series"]), int(r["item"]))
+                    for r in ds[()]
+                }
+        return self._index
+
+    def find(self, uid: str) -> SeriesInfo | InstanceInfo | VerbatimInfo | None:
+        hit = self.index().get(uid)
+        if hit is None:
+            return None
+        kind, s, item = hit
+        if kind == "series":
+            return next(x for x in self.series() if x.key == s)
+        if kind == "instance":
+            return self.instance(L.InstanceKey(s, item))
+        return next(v for v in self.verbatim(s) if v.key.index == item)
+
+    # ---- integrity ------------------------------------------------------------------------------------
+
+    def verify(self, *, raise_on_damage: bool = True) -> VerifyReport:
+        """Read every header, payload and verbatim object and check its SHA-256 (and HDF5's own checksums).
+
+        Returns a report listing every damaged item; with raise_on_damage (default) a damaged archive raises
+        DamagedArchiveError naming all of them instead.
+        """
+        rep = VerifyReport(self.path)
+
+        def attempt(fn, *args):
+            try:
+                fn(*args)
+                return True
+            except DamagedArchiveError as exc:
+                rep.problems.append(f"{exc.item or 'archive'}: {exc.reason}")
+                return False
+
+        try:
+            series = self.series()
+            n_frames = 0
+            for s in series:
+                for inst in self.instances(s.key):
+                    if attempt(self.header, inst.key):
+                        rep.headers_checked += 1
+                    try:
+                        frames = self.frames(inst.key)
+                    except DamagedArchiveError as exc:
+                        rep.problems.append(f"{exc.item}: {exc.reason}")
+                        continue
+                    for fr in frames:
+                        n_frames += 1
+                        if attempt(self.payload, fr):
+                            rep.frames_checked += 1
+                for v in self.verbatim(s.key):
+                    if attempt(self.verbatim_bytes, v):
+                        rep.verbatim_checked += 1
+            self.quality()
+            self.index()
+            if n_frames != self.info.n_frames:
+                rep.problems.append(f"archive: {n_frames} frames found, {self.info.n_frames} recorded")
+        except DamagedArchiveError as exc:
+            rep.problems.append(f"{exc.item or 'archive'}: {exc.reason}")
+        if rep.problems and raise_on_damage:
+            raise DamagedArchiveError(self.path, f"{len(rep.problems)} damaged item(s): " + "; ".join(rep.problems[:10]),
+                                      rep.problems[0].split(":")[0])
+        return rep
+
+
+def verify_archive(path: str | Path, *, limits: Limits = Limits()) -> VerifyReport:
+    """Open and fully verify one archive; raises ArchiveError subclasses naming what is wrong."""
+    with ArchiveReader(path, limits=limits) as r:
+        return r.verify()

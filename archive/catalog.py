@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,14 +121,18 @@ def utc_now() -> str:
 
 
 def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    # host:pid:thread - two threads of one process (e.g. two flow runs in one worker) are two owners, or the
+    # second would "take over" the first's live claim as its own and archive the same study twice
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 def _owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` names a process on this host that no longer exists."""
+    """True when `owner` (host:pid or host:pid:thread) names a process on this host that no longer exists."""
     if not owner:
         return True
     host, _, pid = owner.rpartition(":")
+    if ":" in host and host.rpartition(":")[2].isdigit():  # host:pid:thread
+        host, _, pid = host.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:

@@ -1,6 +1,5 @@
 """The archive flow: ingest → normalize/tile/compress (codec) → archive (temporary file) → verify from the file →
 escalate failing slices → release or quarantine. See DESIGN.md, "The path of one study"."""
-from __future__ import annotations
 
 import json
 import math
@@ -360,6 +359,8 @@ def archive_paths(paths: Iterable[str | Path], config: Config, mode: str | None 
     """`medzip archive PATH…`: archive every study found under `paths`, one after the other."""
     from dicom_io import read_studies
 
+    from flows.inbox import failed_outcome
+
     found = read_studies([Path(p) for p in paths])
     outcomes = []
     for study in found.studies:
@@ -368,7 +369,11 @@ def archive_paths(paths: Iterable[str | Path], config: Config, mode: str | None 
             outcomes.append({"study_uid": study.study_instance_uid, "status": "unreadable", "archive": None,
                              "input_errors": [str(e) for e in study.errors]})
             continue
-        outcomes.append(archive_study(files, config, mode, study_uid=study.study_instance_uid).as_dict())
+        files += [str(e.path) for e in study.errors]  # read again in ingest, so the outcome names them
+        try:
+            outcomes.append(archive_study(files, config, mode, study_uid=study.study_instance_uid).as_dict())
+        except Exception as exc:  # one study that cannot be archived must not stop the others
+            outcomes.append(failed_outcome(study.study_instance_uid, exc))
     for err in found.errors:
         outcomes.append({"study_uid": None, "status": "unreadable", "archive": None, "input_errors": [str(err)]})
     return outcomes

@@ -1,6 +1,5 @@
 """The quality audit: across the catalog (filtered by date, modality, status) → a JSON report, a self-contained
 HTML report (flows.audit_report) and a Prefect markdown artifact."""
-from __future__ import annotations
 
 import json
 import math

@@ -1,7 +1,6 @@
 """The retrieve flow: archive (by path, or by StudyInstanceUID through the catalog) → verify checksums → decode →
 standard DICOM files in OUTDIR (dicom_io writer: lossy labelling for frames that are not bit-exact, the original
 UIDs for bit-exact ones), verbatim objects restored byte for byte. Nothing is written outside OUTDIR."""
-from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -7,6 +7,8 @@ $MEDZIP_HOME/prefect and stop it when serving ends.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import ExitStack
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -24,8 +26,14 @@ def schedule_kwargs(config: Config) -> dict:
     return {"interval": config.schedule.interval_seconds}
 
 
+def _terminate_gracefully(signum, frame) -> None:
+    raise KeyboardInterrupt  # so the ExitStack below stops the Prefect server we started
+
+
 def serve_inbox(config: Config, server_timeout: float = 180.0) -> None:
-    """Serve archive_inbox on the config's interval or cron until interrupted."""
+    """Serve archive_inbox on the config's interval or cron until interrupted (Ctrl-C or SIGTERM)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_gracefully)
     with ExitStack() as stack:
         if not PREFECT_API_URL.value():
             for folder in (config.home, config.paths.inbox):
@@ -43,5 +51,6 @@ def serve_inbox(config: Config, server_timeout: float = 180.0) -> None:
             name=DEPLOYMENT_NAME,
             parameters={"config": config.model_dump(mode="json")},
             description="Archive every settled study in the medzip inbox",
+            limit=1,  # one scan at a time: a slow scan is not overtaken by the next scheduled one
             **schedule_kwargs(config),
         )

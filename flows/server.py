@@ -27,6 +27,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL (no orphan servers)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class PrefectServer:
     """`prefect server start` on 127.0.0.1 as a child process; use as a context manager."""
 
@@ -64,8 +73,10 @@ class PrefectServer:
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.environment(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() ends uvicorn and the services with it
+            preexec_fn=_die_with_parent,
         )
         log.close()
+        (self.prefect_home / "server.pid").write_text(f"{self.process.pid}\n")
         self.wait_healthy(timeout)
         return self
 
@@ -98,6 +109,7 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        (self.prefect_home / "server.pid").unlink(missing_ok=True)
         self.process = None
 
     def __enter__(self) -> "PrefectServer":

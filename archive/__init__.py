@@ -12,7 +12,7 @@ from archive.errors import (
     IncompleteArchiveError,
     UnsupportedVersionError,
 )
-from archive.fsutil import atomic_move, is_temp_name, safe_archive_name
+from archive.fsutil import atomic_move, is_temp_name, remove_stale_temp_files, safe_archive_name, stale_temp_files
 from archive.layout import FORMAT_VERSION, MAGIC, FrameKey, InstanceKey, QualityRow, VerbatimKey, stored_dtype
 from archive.reader import (
     ArchiveInfo,

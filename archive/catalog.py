@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import socket
 import sqlite3
 import threading
@@ -120,26 +122,27 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_OWNER_RE = re.compile(r"^(?P<host>[^:]*):(?P<pid>[0-9]+)(:t[0-9a-f]+)?$")
+
+
 def default_owner() -> str:
-    # host:pid:thread - two threads of one process (e.g. two flow runs in one worker) are two owners, or the
-    # second would "take over" the first's live claim as its own and archive the same study twice
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    """`host:pid:t<token>` - unique per claim, so two runs in one process never share a claim by accident."""
+    return f"{socket.gethostname()}:{os.getpid()}:t{secrets.token_hex(4)}"
 
 
 def _owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` (host:pid or host:pid:thread) names a process on this host that no longer exists."""
+    """True when `owner` (`host:pid` or `host:pid:t<token>`) names a process on this host that no longer exists."""
     if not owner:
         return True
-    host, _, pid = owner.rpartition(":")
-    if ":" in host and host.rpartition(":")[2].isdigit():  # host:pid:thread
-        host, _, pid = host.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    m = _OWNER_RE.match(owner)
+    if m is None or m["host"] != socket.gethostname():
         return False
+    pid = m["pid"]
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return False
     return False
 

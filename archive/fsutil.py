@@ -23,6 +23,37 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TEMP_MARK in name
 
 
+_TEMP_RE = re.compile(r"^\..+\.tmp-(?P<pid>[0-9]+)-[0-9a-f]+$")
+
+
+def stale_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary files in `folder` left by writers that no longer run (crashed): safe to delete."""
+    out = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return out
+    for p in folder.iterdir():
+        m = _TEMP_RE.match(p.name)
+        if m is None or not p.is_file():
+            continue
+        try:
+            os.kill(int(m["pid"]), 0)
+        except ProcessLookupError:
+            out.append(p)
+        except (PermissionError, OverflowError):
+            pass
+    return sorted(out)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete what stale_temp_files finds; returns the removed paths."""
+    removed = []
+    for p in stale_temp_files(folder):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 def create_private(path: Path) -> None:
     """Create an empty file readable and writable by the owner only; fail if anything is already there."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)

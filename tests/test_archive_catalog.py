@@ -112,6 +112,15 @@ def test_stale_pending_claim_is_taken_over(tmp_path):
     assert cat.claim("1.2.3", _hash(2), owner="other:1", stale_after_s=0).claimed  # ...but silent too long
 
 
+def test_two_runs_in_one_process_do_not_share_a_claim(tmp_path):
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    assert cat.claim("1.2.3", _hash(1)).claimed
+    assert not cat.claim("1.2.3", _hash(1)).claimed  # same pid, different run: still someone else's claim
+    mine = cat.claim("1.2.3", _hash(2), owner="flow-run-7")
+    assert cat.claim("1.2.3", _hash(2), owner="flow-run-7").why == "taken-over"  # the same run resuming
+    assert mine.record.id == cat.find_by_content_hash(_hash(2)).id
+
+
 def _race(path, hashes, results):
     cat = Catalog(path)
     won = [h for h in hashes if cat.claim("1.2." + h[:4], h, owner=f"w:{os.getpid()}").claimed]

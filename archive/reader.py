@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from archive import layout as L
-from archive.checksums import bytes_sha256, values_sha256
+from archive.checksums import bytes_sha256, file_sha256, values_sha256
 from archive.errors import (
     ArchiveError,
     ChecksumMismatchError,
@@ -114,6 +114,12 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def raise_if_damaged(self) -> "VerifyReport":
+        if self.problems:
+            raise DamagedArchiveError(self.path, f"{len(self.problems)} damaged item(s): " + "; ".join(self.problems[:10]),
+                                      self.problems[0].split(":")[0])
+        return self
 
 
 def describe(key: Any, uid: str | None = None) -> str:
@@ -538,13 +544,19 @@ class ArchiveReader:
                 rep.problems.append(f"archive: {n_frames} frames found, {self.info.n_frames} recorded")
         except DamagedArchiveError as exc:
             rep.problems.append(f"{exc.item or 'archive'}: {exc.reason}")
-        if rep.problems and raise_on_damage:
-            raise DamagedArchiveError(self.path, f"{len(rep.problems)} damaged item(s): " + "; ".join(rep.problems[:10]),
-                                      rep.problems[0].split(":")[0])
-        return rep
+        return rep.raise_if_damaged() if raise_on_damage else rep
 
 
-def verify_archive(path: str | Path, *, limits: Limits = Limits()) -> VerifyReport:
-    """Open and fully verify one archive; raises ArchiveError subclasses naming what is wrong."""
+def verify_archive(path: str | Path, *, expected_file_sha256: str | None = None, limits: Limits = Limits(),
+                   raise_on_damage: bool = True) -> VerifyReport:
+    """Open and fully verify one archive; raises ArchiveError subclasses naming what is wrong.
+
+    With `expected_file_sha256` (the catalog's `file_sha256`, recorded at release) the whole file is also
+    compared, which catches a change anywhere, even in bytes no item uses."""
     with ArchiveReader(path, limits=limits) as r:
-        return r.verify()
+        rep = r.verify(raise_on_damage=False)
+    if expected_file_sha256 is not None:
+        actual = file_sha256(path)
+        if actual != expected_file_sha256:
+            rep.problems.append(f"whole file: SHA-256 {actual[:16]}… differs from the recorded {expected_file_sha256[:16]}…")
+    return rep.raise_if_damaged() if raise_on_damage else rep

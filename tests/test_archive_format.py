@@ -390,6 +390,20 @@ def test_random_byte_flips_never_go_unnoticed(tmp_path):
     assert detected > n_flips * 2 // 3  # most of the file is live, checksummed content
 
 
+def test_whole_file_checksum_catches_changes_outside_any_item(tmp_path):
+    from archive import file_sha256
+
+    path = tmp_path / "s.h5"
+    build_study(path)
+    recorded = file_sha256(path)
+    assert verify_archive(path, expected_file_sha256=recorded).ok
+    with open(path, "ab") as fh:
+        fh.write(b"\0")  # bytes past HDF5's end of file: no item changes, the file does
+    assert verify_archive(path).ok
+    with pytest.raises(DamagedArchiveError, match="whole file: SHA-256"):
+        verify_archive(path, expected_file_sha256=recorded)
+
+
 @pytest.mark.parametrize("keep", [0.5, 0.9, "minus1", 512])
 def test_truncated_file_is_refused(tmp_path, keep):
     path = tmp_path / "s.h5"

@@ -19,6 +19,34 @@ def build_input(dest: Path) -> Path:
     return build_demo_study(dest)
 
 
+# A smaller multi-series study for the tests that run the whole archive → retrieve path (the learned codec on the
+# demo's 1024² MR and 1955×1841 CR costs minutes on a shared 2-core machine): CT, MR, multi-frame MR and NM images
+# plus a colour US image and an SR kept verbatim, from pydicom's and pydicom-data's files.
+SMALL_STUDY = (
+    ("pydicom", "CT_small.dcm"),  # CT 128², explicit little endian
+    ("pydicom", "MR_small.dcm"),  # MR 64²
+    ("data_store", "emri_small_RLE.dcm"),  # MR 64², 10 frames, RLE
+    ("data_store", "JPEG-LL.dcm"),  # NM 1024×256, JPEG lossless
+    ("data_store", "US1_J2KR.dcm"),  # colour US: verbatim
+    ("pydicom", "test-SR.dcm"),  # SR: verbatim
+)
+SMALL_STUDY_UID = "2.25.27182818284590452353602874713526624977"
+
+
+def build_small_input(dest: Path) -> Path:
+    """SMALL_STUDY relabelled with one StudyInstanceUID (pixels and every other attribute untouched)."""
+    import data_store
+
+    roots = {"pydicom": Path(pydicom.__file__).parent / "data" / "test_files",
+             "data_store": Path(data_store.__file__).parent / "data"}
+    dest.mkdir(parents=True, exist_ok=True)
+    for pkg, name in SMALL_STUDY:
+        ds = pydicom.dcmread(roots[pkg] / name)
+        ds.StudyInstanceUID = SMALL_STUDY_UID
+        ds.save_as(dest / name, enforce_file_format=False)
+    return dest
+
+
 def _perturb(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A stand-in lossy decode: the original plus noise of ±3, kept inside the frame's own value range."""
     noisy = frame.astype(np.int64) + rng.integers(-3, 4, size=frame.shape)

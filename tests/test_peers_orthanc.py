@@ -37,14 +37,14 @@ def test_cstore_to_orthanc(orthanc, study):
     dest = CStoreDestination("127.0.0.1", orthanc.dicom_port, called_ae=orthanc.aet, calling_ae="MEDZIP")
     results = send_cstore(study, dest, retries=1, backoff_s=0.2)
     assert all(r.delivered and r.status == 0 for r in results), [r.as_dict() for r in results if not r.delivered]
-    assert_orthanc_holds(orthanc, study)
+    assert_orthanc_holds(orthanc, study, 5)  # CT, MR, multi-frame MR, CR, NM
 
 
 def test_stowrs_to_orthanc(orthanc, study):
     orthanc.clear()
     results = send_stowrs(study, f"{orthanc.url}/dicom-web", auth=orthanc.auth, retries=1, backoff_s=0.2)
     assert all(r.delivered for r in results), [r.as_dict() for r in results if not r.delivered]
-    assert_orthanc_holds(orthanc, study)
+    assert_orthanc_holds(orthanc, study, 5)  # CT, MR, multi-frame MR, CR, NM
 
 
 def test_wrong_called_ae_and_wrong_password_deliver_nothing(orthanc, study):

@@ -7,6 +7,7 @@ is never mistaken for an archive (its name says so, and it lacks the completion 
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -180,6 +181,19 @@ class ArchiveWriter:
 
     # ---- content --------------------------------------------------------------------------------------
 
+    def _check_text(self, what: str, extra: Mapping[str, Any] | None = None, **values: Any) -> None:
+        """Validate strings and extra data before anything is written, so a refused call leaves no half-made group."""
+        for name, value in values.items():
+            if len(str(value).encode("utf-8", "surrogateescape")) > L.MAX_STR_ATTR:
+                raise self._fail(f"{what}: {name} is longer than {L.MAX_STR_ATTR} bytes")
+        if extra:
+            try:
+                text = json.dumps(dict(extra), sort_keys=True)
+            except (TypeError, ValueError) as exc:
+                raise self._fail(f"{what}: extra is not JSON-serialisable: {exc}") from None
+            if len(text.encode()) > L.MAX_STR_ATTR:
+                raise self._fail(f"{what}: extra is longer than {L.MAX_STR_ATTR} bytes as JSON")
+
     def _claim_uid(self, uid: str, kind: str, series: int, item: int) -> None:
         if not uid:
             raise self._fail(f"{kind} without a UID")
@@ -193,6 +207,7 @@ class ArchiveWriter:
         if uid in self._series_by_uid:
             return self._series_by_uid[uid]
         s = len(self._series)
+        self._check_text(f"series {uid[:80]!r}", extra, uid=uid, modality=modality)
         self._claim_uid(uid, "series", s, -1)
         g = self._file.create_group(L.series_path(s))
         L.put_str(g.attrs, "series_instance_uid", uid)
@@ -237,6 +252,8 @@ class ArchiveWriter:
         if not header_format:
             raise self._fail(f"SOP {sop_instance_uid}: header_format is required")
         key = L.InstanceKey(s, self._n_instances[s])
+        self._check_text(f"SOP {str(sop_instance_uid)[:80]!r}", extra, uid=sop_instance_uid, sop_class_uid=sop_class_uid,
+                         modality=modality, header_format=header_format)
         self._claim_uid(str(sop_instance_uid), "instance", key.series, key.instance)
         g = self._file.create_group(L.instance_path(key))
         a = g.attrs
@@ -273,6 +290,7 @@ class ArchiveWriter:
             raise self._fail(f"SOP {inst.uid} frame {index}: values_sha256 must be 64 lowercase hex digits")
         if not codec or not mode:
             raise self._fail(f"SOP {inst.uid} frame {index}: codec and mode are required")
+        self._check_text(f"SOP {inst.uid} frame {index}", None, codec=codec, mode=mode)
         fk = L.FrameKey(key.series, key.instance, int(index))
         ds = write_bytes_dataset(self._file, L.frame_path(fk), payload)
         a = ds.attrs
@@ -298,6 +316,8 @@ class ArchiveWriter:
         """A DICOM object kept byte for byte (no grayscale pixels to code)."""
         s = self._check_series(series)
         key = L.VerbatimKey(s, self._n_verbatim[s])
+        self._check_text(f"verbatim SOP {str(sop_instance_uid)[:80]!r}", extra, uid=sop_instance_uid,
+                         sop_class_uid=sop_class_uid, modality=modality, reason=reason)
         self._claim_uid(str(sop_instance_uid), "verbatim", key.series, key.index)
         ds = write_bytes_dataset(self._file, L.verbatim_path(key), data)
         a = ds.attrs

@@ -61,5 +61,41 @@ def prefect_server():
     """Every flow in these tests runs against a real local Prefect server with a temporary database."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=600):
         yield
+
+
+def file_digests(paths) -> dict[str, str]:
+    import hashlib
+
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def archive_content(path: Path) -> dict:
+    """What an archive holds, independent of when/where it was written: per-frame payload and values checksums,
+    header checksums, verbatim checksums, quality table (without timestamps or paths)."""
+    from archive import ArchiveReader
+
+    with ArchiveReader(path) as r:
+        frames = {(fr.sop_instance_uid, fr.key.frame): (fr.codec, fr.mode, fr.payload_sha256, fr.values_sha256)
+                  for _, fr in r.iter_frames()}
+        headers = {i.sop_instance_uid: i.header_sha256 for s in r.series() for i in r.instances(s.key)}
+        verbatim = {v.sop_instance_uid: v.sha256 for v in r.verbatim()}
+        quality = sorted((q.sop_instance_uid, q.frame, q.mode, q.psnr, q.ssim, q.max_error, q.gate_passed)
+                         for q in r.quality())
+        return {"study": r.info.study_uid, "frames": frames, "headers": headers, "verbatim": verbatim,
+                "quality": quality}
+
+
+def codec_has(mode: str) -> bool:
+    """Whether the installed codec really codes `mode` (the foundation placeholder answered every mode losslessly)."""
+    import numpy as np
+
+    from codec import api
+    from codec.modes import Mode
+
+    try:
+        payload = api.encode(np.arange(64, dtype=np.uint16).reshape(8, 8), Mode.parse(mode), 12, False)
+        return api.payload_info(payload).get("mode") == str(Mode.parse(mode))
+    except Exception:
+        return False

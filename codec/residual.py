@@ -1,9 +1,13 @@
 """Residual layer for `near-lossless:k` and `lossless` (k = 0) on top of the lossy reconstruction.
 
-Pixels are coded in the interleaved order of codec/residual_scan.py. Each pixel's prediction is an integer linear
-combination of already decoded neighbours and of the lossy reconstruction `recon` around it, with weights fitted by
-least squares per phase on the encoder and sent as integers (small phases use a fixed rule:
-recon plus the mean of the neighbours' decoded-minus-recon). The prediction error r = value - pred is quantised with
+Pixels are coded in the interleaved order of codec/residual_scan.py (a coarse grid, then per level three phases, each
+one vectorised step). A pixel's prediction pred is an integer linear combination of up to 20 already decoded
+neighbours and of the lossy reconstruction `recon` at the pixel and around it. Per phase the encoder picks, by an
+estimate of the coded size, one of: a fixed rule (recon plus the mean of the 4 nearest neighbours' decoded-minus-recon;
+the only choice for small phases), one robust least-squares (IRLS, L1) predictor, or one such predictor per tercile
+of local activity; the integer weights are sent in the stream. So the layer learns per image how far to trust recon
+against the decoded neighbours: recon = zeros turns it into a pure (hierarchical, interpolative) lossless coder.
+The prediction error r = value - pred is quantised with
 step 2k+1, q = sign(r)·floor((|r|+k)/(2k+1)), and decoded = clip(pred + q·(2k+1), valid range), so
 |value - decoded| ≤ k for every pixel (the clip only moves a value towards the original: it never leaves the range).
 q is coded by codec/residual_entropy.py in contexts of local activity (decoded-neighbour gradients and their
@@ -40,7 +44,8 @@ _SHIFT = 12  # predictor weights are integers / 2**_SHIFT
 _WMAX = 16 << _SHIFT  # |weight| clip (a sane predictor never needs more)
 _CMAX = 1 << 40  # |constant| clip, keeps int64 sums far from overflow for 32-bit data
 _MIN_LS = 1024  # phases with fewer pixels use the fixed rule (weights would cost more than they save)
-_N_ACT = 24  # activity contexts; one more for the coarse grid
+_N_ACT = 24  # activity contexts, once for the coarse levels and once for the finest; one more for the coarse grid
+_WEIGHT_BITS = 12  # rough cost of one sent weight when choosing a predictor
 _BATCH = 4096  # smallest batch after which the context statistics are updated
 
 
@@ -95,54 +100,56 @@ class _State:
         self.step = 2 * k + 1
         self.dec = np.zeros(recon.shape, dtype=np.int64)
         self.err = np.zeros(recon.shape, dtype=np.int64)
-        self.coder = ent.ContextCoder(_N_ACT + 1, bits_stored + 1)
+        self.coder = ent.ContextCoder(2 * _N_ACT + 1, bits_stored + 1)
         self.weight_coder = ent.ContextCoder(1, 64)
 
     def inputs(self, phase: scan.Phase):
         """(regressor columns or None for the fixed rule, contexts) of one phase."""
         if not phase.offsets:
-            return None, np.full(phase.view(self.dec).size, _N_ACT, dtype=np.int64)
+            return None, np.full(phase.view(self.dec).size, 2 * _N_ACT, dtype=np.int64)
         near = [scan.gather(self.dec, phase, o) for o in phase.offsets]
         near_rec = [scan.gather(self.rec, phase, o) for o in phase.offsets[:4]]
         ctx = self._contexts(near, phase)
+        cols = near + [phase.view(self.rec)] + near_rec
         if near[0].size < _MIN_LS:
-            return self.fixed_rule(phase, near, near_rec), ctx
-        return near + [phase.view(self.rec)] + near_rec, ctx
-
-    def fixed_rule(self, phase: scan.Phase, near=None, near_rec=None) -> np.ndarray:
-        """recon plus the mean of (decoded - recon) over the 4 nearest decoded neighbours."""
-        near = near or [scan.gather(self.dec, phase, o) for o in phase.offsets[:4]]
-        near_rec = near_rec or [scan.gather(self.rec, phase, o) for o in phase.offsets[:4]]
-        diff = sum(a - b for a, b in zip(near[:4], near_rec))
-        return phase.view(self.rec) + np.right_shift(diff + 2, 2)
+            return _fixed_rule(cols), ctx
+        return cols, ctx
 
     def _contexts(self, near: list[np.ndarray], phase: scan.Phase) -> np.ndarray:
         """Half-octave buckets of local activity: decoded-neighbour gradients and their |q| (in quantiser steps)."""
         grad = np.abs(near[0] - near[3]) + np.abs(near[1] - near[2])
-        e = sum(scan.gather(self.err, phase, o) for o in phase.offsets[:4])
-        x = grad // self.step + 2 * e + 1
+        e = 2 * sum(scan.gather(self.err, phase, o) for o in phase.offsets[:4])
+        e += sum(scan.gather(self.err, phase, o) for o in phase.offsets[4:8])
+        x = grad // self.step + e + 1
         lg = _ilog2(x)
         half = (x >= np.left_shift(3, np.maximum(lg - 1, 0))) & (lg >= 1)
-        return np.minimum(2 * lg + half, _N_ACT - 1).ravel()
+        kind = 0 if phase.step > 2 else 1
+        return (np.minimum(2 * lg + half, _N_ACT - 1) + kind * _N_ACT).ravel()
 
     def store(self, phase: scan.Phase, pred: np.ndarray, q: np.ndarray) -> None:
         phase.view(self.dec)[...] = np.clip(pred + q * self.step, self.lo, self.hi)
         phase.view(self.err)[...] = np.abs(q)
 
 
-def _fit(cols: list[np.ndarray], target: np.ndarray) -> np.ndarray:
+def _fixed_rule(cols: list[np.ndarray]) -> np.ndarray:
+    """recon plus the mean of (decoded - recon) over the 4 nearest decoded neighbours."""
+    n = len(cols) - 5  # cols = decoded neighbours, recon here, recon at the 4 nearest
+    diff = sum(a - b for a, b in zip(cols[:4], cols[n + 1 :]))
+    return cols[n] + np.right_shift(diff + 2, 2)
+
+
+def _fit(cols: list[np.ndarray], target: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Robust (L1 by reweighted least squares) weights on a subsample, as integers at scale 2**_SHIFT.
 
     The last weight is the constant. L1 rather than L2 so a few strong edges cannot pull the predictor away from
     the bulk of the pixels (synthetic images and sharp borders otherwise ruin it).
     """
-    n = target.size
-    pick = np.arange(0, n, max(1, n // 20000))
+    pick = idx[:: max(1, idx.size // 8000)]
     x = np.stack([c.ravel()[pick].astype(np.float64) for c in cols] + [np.ones(pick.size)], axis=1)
     y = target.ravel()[pick].astype(np.float64)
     sw = np.ones(pick.size)
     w = np.zeros(x.shape[1])
-    for _ in range(4):
+    for _ in range(3):
         # einsum, not BLAS: multi-threaded BLAS on a loaded 2-core machine is 100x slower for these sizes
         xw = x * sw[:, None]
         gram = np.einsum("ni,nj->ij", xw, x, optimize=False)
@@ -165,12 +172,26 @@ def _cost(target: np.ndarray, pred: np.ndarray, step: int) -> float:
     return float(np.log2(1.0 + np.abs(target - pred) / step).sum())
 
 
-def _apply(cols: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    acc = np.full(cols[0].shape, int(weights[-1]) + (1 << (_SHIFT - 1)), dtype=np.int64)
+def _apply(cols: list[np.ndarray], weights: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+    take = (lambda c: c.ravel()[idx]) if idx is not None else (lambda c: c)
+    acc = np.full(take(cols[0]).shape, int(weights[-1]) + (1 << (_SHIFT - 1)), dtype=np.int64)
     for c, w in zip(cols, weights[:-1]):
         if w:
-            acc += c * int(w)
+            acc += take(c) * int(w)
     return np.right_shift(acc, _SHIFT)
+
+
+def _apply_groups(cols, weights: list[np.ndarray], groups: np.ndarray) -> np.ndarray:
+    pred = np.empty(groups.size, dtype=np.int64)
+    for g, w in enumerate(weights):
+        idx = np.flatnonzero(groups == g)
+        if idx.size:
+            pred[idx] = _apply(cols, w, idx)
+    return pred.reshape(cols[0].shape)
+
+
+def _groups(ctx: np.ndarray, thresholds: list[int]) -> np.ndarray:
+    return np.searchsorted(np.asarray(thresholds, dtype=np.int64), ctx % _N_ACT, side="right")
 
 
 def _zigzag(q: np.ndarray) -> np.ndarray:
@@ -182,8 +203,51 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
 
 
 def _batches(n: int) -> list[slice]:
-    size = max(_BATCH, -(-n // 8))
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
+    """Batches growing geometrically from 64 symbols, so fresh statistics adapt quickly, up to n/8."""
+    out, a, size = [], 0, 64
+    cap = max(_BATCH, -(-n // 8))
+    while a < n:
+        out.append(slice(a, min(a + size, n)))
+        a += size
+        size = min(2 * size, cap)
+    return out
+
+
+def _choose_predictor(st: "_State", enc, cols, ctx: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pick the cheapest of: the fixed rule, one LS predictor, one LS predictor per activity tercile; send it."""
+    fixed = np.clip(_fixed_rule(cols), st.lo, st.hi)
+    best = (_cost(target, fixed, st.step), [], [], fixed)
+    splits = [[]]
+    if ctx.size >= 3 * _MIN_LS:
+        t1, t2 = (int(x) for x in np.quantile(ctx % _N_ACT, [1 / 3, 2 / 3], method="lower"))
+        splits.append(sorted({t1, t2}))
+    for thresholds in splits:
+        groups = _groups(ctx, thresholds)
+        ws = [_fit(cols, target, np.flatnonzero(groups == g)) for g in range(len(thresholds) + 1)]
+        pred = np.clip(_apply_groups(cols, ws, groups), st.lo, st.hi)
+        cost = _cost(target, pred, st.step) + _WEIGHT_BITS * len(ws) * ws[0].size
+        if cost < best[0]:
+            best = (cost, thresholds, ws, pred)
+    _, thresholds, ws, pred = best
+    # one coder call per item, exactly as _read_predictor decodes them (the statistics update per call)
+    for item in ([len(ws), len(thresholds)], thresholds, *ws):
+        item = np.asarray(item, dtype=np.int64)
+        st.weight_coder.encode(enc, np.zeros(item.size, dtype=np.int64), _zigzag(item))
+    return pred
+
+
+def _read_predictor(st: "_State", stream, cols, ctx: np.ndarray) -> np.ndarray:
+    def read(n: int) -> np.ndarray:
+        return _unzigzag(st.weight_coder.decode(stream, np.zeros(n, dtype=np.int64)))
+
+    n_groups, n_thresholds = (int(x) for x in read(2))
+    if n_groups == 0 and n_thresholds == 0:
+        return _fixed_rule(cols)
+    if n_groups != n_thresholds + 1 or n_groups > 3:
+        raise ResidualError("residual stream corrupted: bad predictor description")
+    thresholds = read(n_thresholds).tolist()
+    ws = [read(len(cols) + 1) for _ in range(n_groups)]
+    return _apply_groups(cols, ws, _groups(ctx, thresholds))
 
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> bytes:
@@ -200,15 +264,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
         elif isinstance(cols, np.ndarray):
             pred = cols
         else:
-            w = _fit(cols, target)
-            pred = np.clip(_apply(cols, w), st.lo, st.hi)
-            fixed = np.clip(st.fixed_rule(phase), st.lo, st.hi)
-            use_ls = _cost(target, pred, st.step) < _cost(target, fixed, st.step)
-            st.weight_coder.encode(enc, np.zeros(1, dtype=np.int64), np.array([int(use_ls)]))
-            if use_ls:
-                st.weight_coder.encode(enc, np.zeros(w.size, dtype=np.int64), _zigzag(w))
-            else:
-                pred = fixed
+            pred = _choose_predictor(st, enc, cols, ctx, target)
         pred = np.clip(pred, st.lo, st.hi)
         r = target - pred
         q = np.sign(r) * ((np.abs(r) + k) // st.step)
@@ -250,15 +306,13 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
                 pred = phase.view(st.rec)
             elif isinstance(cols, np.ndarray):
                 pred = cols
-            elif st.weight_coder.decode(stream, np.zeros(1, dtype=np.int64))[0]:
-                n_w = len(cols) + 1
-                w = _unzigzag(st.weight_coder.decode(stream, np.zeros(n_w, dtype=np.int64)))
-                pred = _apply(cols, w)
             else:
-                pred = st.fixed_rule(phase)
+                pred = _read_predictor(st, stream, cols, ctx)
             pred = np.clip(pred, st.lo, st.hi)
             u = np.concatenate([st.coder.decode(stream, ctx[b]) for b in _batches(ctx.size)])
             st.store(phase, pred, _unzigzag(u).reshape(pred.shape))
+    except ResidualError:
+        raise
     except Exception as exc:  # the range decoder or the arithmetic tripping over corrupted data
         raise ResidualError(f"residual stream corrupted: {exc}") from None
     if _crc(st.dec) != crc_dec:

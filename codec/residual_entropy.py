@@ -14,6 +14,7 @@ import numpy as np
 _DIRECT = 16  # tokens 0..15 are the values themselves
 _MSB = 2  # bits below the leading one kept in the token
 _SCALE = 16  # weight of an observed token against the prior of 1
+_PRIOR_MASS = 32  # the neighbour prior weighs as much as this many observed tokens
 _RAW_CHUNK = 16  # constriction's Uniform model needs size < 2**24: send raw bits 16 at a time
 
 _model = constriction.stream.model
@@ -62,7 +63,11 @@ class ContextCoder:
         self.counts = np.zeros((n_contexts, n_tokens(max_bits)), dtype=np.int64)
 
     def _model(self, ctx: int):
-        probs = (self.counts[ctx] * _SCALE + 1).astype(np.float64)  # exact: integers below 2**53
+        # unseen tokens in a young context borrow from the neighbouring activity contexts (a bounded integer prior)
+        lo, hi = max(ctx - 1, 0), min(ctx + 2, self.counts.shape[0])
+        near = self.counts[lo:hi].sum(axis=0)
+        prior = near * (_PRIOR_MASS * _SCALE) // max(int(near.sum()), 1)
+        probs = (self.counts[ctx] * _SCALE + prior + 1).astype(np.float64)  # exact: integers below 2**53
         return _model.Categorical(probs, perfect=False)
 
     def _groups(self, ctx: np.ndarray):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_LEVELS = 6
-N_NEIGHBOURS = 12  # decoded neighbours a phase's predictor may use (nearest first)
+N_NEIGHBOURS = 20  # decoded neighbours a phase's predictor may use (nearest first)
 
 
 @dataclass(frozen=True)

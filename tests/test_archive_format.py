@@ -660,3 +660,57 @@ def test_safe_archive_name_resists_hostile_uids():
     for uid in ("../../etc/passwd", "/abs/path", "1" * 300, "1.2\x00.3", "..", ""):
         name = safe_archive_name(uid, 1)
         assert "/" not in name and not name.startswith(".") and len(name) < 80
+
+
+# ---- real studies through dicom_io (the archive itself never imports dicom_io) ------------------------------
+
+def test_real_studies_round_trip_through_the_archive(tmp_path):
+    """pydicom's bundled files grouped into studies by dicom_io: headers, every frame's stored values and the
+    verbatim objects come back from the archive identical (stand-in payloads; the codec has its own tests)."""
+    import dicom_io
+
+    result = dicom_io.read_studies([Path(pydicom.__file__).parent / "data" / "test_files"])
+    n_frames = n_verbatim = skipped = 0
+    for study in result.studies:
+        path = tmp_path / safe_archive_name(study.study_instance_uid, 1)
+        expect = {}
+        with ArchiveWriter(path, study_uid=study.study_instance_uid, codec="npz", mode="lossless") as w:
+            for series in study.series:
+                s = w.add_series(series.series_instance_uid, series.modality)
+                for inst in series.instances:
+                    try:
+                        frames = list(dicom_io.iter_frames(inst))
+                    except dicom_io.DicomReadError:
+                        skipped += 1  # dicom_io's own tests cover files it refuses
+                        continue
+                    header = dicom_io.header_bytes(inst)
+                    px = inst.pixel
+                    k = w.add_instance(s, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
+                                       modality=inst.modality, rows=px.rows, columns=px.columns,
+                                       bits_allocated=px.bits_allocated, bits_stored=px.bits_stored, signed=px.signed,
+                                       number_of_frames=inst.number_of_frames, header=header,
+                                       header_format="dicom-part10-no-pixels")
+                    expect[inst.sop_instance_uid] = (header, [])
+                    for f, values in enumerate(frames):
+                        w.add_frame(k, f, _pack(values), codec="npz", mode="lossless", values_sha256=values_sha256(values))
+                        expect[inst.sop_instance_uid][1].append(values)
+                for obj in series.verbatim:
+                    raw = dicom_io.read_verbatim_bytes(obj)
+                    w.add_verbatim(s, raw, sop_instance_uid=obj.sop_instance_uid, sop_class_uid=obj.sop_class_uid,
+                                   modality=obj.modality, reason=obj.reason)
+                    expect[obj.sop_instance_uid] = raw
+        with ArchiveReader(path) as r:
+            r.verify()
+            for inst, fr in r.iter_frames():
+                header, frames = expect[inst.sop_instance_uid]
+                assert r.header(inst.key) == header
+                decoded = _unpack(r.payload(fr))
+                assert np.array_equal(decoded, frames[fr.key.frame]) and decoded.dtype == inst.values_dtype
+                r.check_values(fr, decoded)
+                assert pydicom.dcmread(io.BytesIO(header)).SOPInstanceUID == inst.sop_instance_uid
+                n_frames += 1
+            for v in r.verbatim():
+                assert r.verbatim_bytes(v) == expect[v.sop_instance_uid]
+                n_verbatim += 1
+    print(f"{len(result.studies)} studies, {n_frames} frames, {n_verbatim} verbatim, {skipped} refused by dicom_io")
+    assert n_frames > 20 and n_verbatim > 0 and skipped < 10

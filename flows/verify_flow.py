@@ -92,11 +92,9 @@ def _check_catalog(path: Path, info, config: Config, catalog, problems: list[str
     from archive import file_sha256
 
     released = _in_folder(path, config.paths.released)
-    record = None
-    if catalog is not None:
-        record = catalog.find_by_path(path) or catalog.find_by_path(path.resolve())
-        if record is None and info is not None and info.content_hash:
-            record = catalog.find_by_content_hash(info.content_hash)
+    record = catalog.find_by_path(path) or catalog.find_by_path(path.resolve())
+    if record is None and info is not None and info.content_hash:
+        record = catalog.find_by_content_hash(info.content_hash)
     if record is None:
         if released:
             problems.append("catalog: a file in released/ that the catalog does not list")
@@ -115,7 +113,8 @@ def _check_catalog(path: Path, info, config: Config, catalog, problems: list[str
 
 
 def check_archive(path: str | Path, config: Config, catalog=None, *, decode: bool = True) -> dict:
-    """Verify one archive file; never raises for a damaged one. Returns
+    """Verify one archive file (against `catalog`'s record when a Catalog is given); never raises for a damaged
+    one. Returns
     {"archive": str, "ok": bool, "problems": [str, ...], "frames": decoded frames, "verbatim": checked objects}."""
     from archive import ArchiveError, ArchiveReader
 
@@ -141,7 +140,8 @@ def check_archive(path: str | Path, config: Config, catalog=None, *, decode: boo
         except Exception as exc:  # anything else a damaged file provokes is still a finding, never a crash
             problems.append(f"archive: cannot be read: {type(exc).__name__}: {exc}")
     try:
-        _check_catalog(path, info, config, catalog, problems)
+        if catalog is not None:
+            _check_catalog(path, info, config, catalog, problems)
     except Exception as exc:
         problems.append(f"catalog: cannot be checked: {type(exc).__name__}: {exc}")
     return {"archive": str(path), "ok": not problems, "problems": problems[:MAX_PROBLEMS],
@@ -162,7 +162,12 @@ def released_archives(config: Config, catalog=None) -> list[Path]:
 
 @task(name="verify-archive")
 def verify_one(path: str, config: Config) -> dict:
-    return check_archive(path, config, _catalog(config))
+    catalog = _catalog(config)
+    report = check_archive(path, config, catalog)
+    if catalog is None and _in_folder(Path(path), config.paths.released):
+        report["problems"].append(f"catalog: {config.paths.catalog} is missing, so no released archive is listed")
+        report["ok"] = False
+    return report
 
 
 @flow(name="verify-archives")

@@ -58,7 +58,10 @@ def bd_rate(ref_bpp: Sequence[float], ref_psnr: Sequence[float], test_bpp: Seque
     s1, s2 = _psnr_span(r1, q1, lo_r, hi_r), _psnr_span(r2, q2, lo_r, hi_r)
     lo, hi = max(s1[0], s2[0]), min(s1[1], s2[1])
     if hi - lo < 1e-6:
-        raise BdRateError(f"no PSNR overlap within {bpp_range[0]}-{bpp_range[1]} bpp")
+        raise BdRateError(
+            f"no PSNR overlap within {bpp_range[0]}-{bpp_range[1]} bpp: anchor {s1[0]:.1f}-{s1[1]:.1f} dB, "
+            f"test {s2[0]:.1f}-{s2[1]:.1f} dB"
+        )
     gap = _mean_gap(_fit(q1, r1), _fit(q2, r2), lo, hi)
     return 100.0 * (math.exp(gap) - 1.0)
 

@@ -44,8 +44,11 @@ REQUIRED = {"file", "frame", "modality", "bits_stored", "codec", "mode", "bpp", 
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     files = [get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")]
+    levels = bench.codec_lossy_levels()
+    modes = ["lossless", "near-lossless:1", "near-lossless:2", "near-lossless:4"] + [
+        f"lossy:{q}" for q in sorted({levels[0], levels[-1]})] if levels else None
     result = bench.run_bench(files, json_path=out / "bench.json", plot_path=out / "bench.png", progress=False,
-                             repeats=1)
+                             repeats=1, modes=modes)
     return result, out
 
 
@@ -106,7 +109,8 @@ def test_summary_rows_and_jpegls_comparison(run):
     assert rows[("jls", "lossless")]["total_bits"] == 8 * sum(
         r["bytes"] for r in result.frames if r["codec"] == "jls" and r["mode"] == "lossless")
     vs = {r["mode"]: r for r in result.summary["vs_jpegls"]}
-    ours_ok = {r["mode"] for r in result.frames if r["codec"] == "medzip" and r["error"] is None}
+    ours_ok = {r["mode"] for r in result.frames
+               if r["codec"] == "medzip" and r["error"] is None and not r["mode"].startswith("lossy")}
     assert set(vs) == ours_ok
     if "lossless" in vs and vs["lossless"]["frames"] == 2:
         assert vs["lossless"]["jpegls_bits"] == rows[("jls", "lossless")]["total_bits"]
@@ -184,10 +188,12 @@ def test_identical_frames_are_benched_once(tmp_path):
     assert len({r["file"] for r in both.frames}) == 2
 
 
-def test_medzip_bench_command(tmp_path):
+def test_medzip_bench_command(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from flows.cli import app
+
+    monkeypatch.setattr(bench, "default_modes", lambda: ["lossless", "near-lossless:2"])  # keep the test short
 
     out = CliRunner().invoke(app, ["bench", get_testdata_file("MR_small.dcm"), "--json", str(tmp_path / "b.json"),
                                    "--plot", str(tmp_path / "b.png")])
@@ -195,3 +201,18 @@ def test_medzip_bench_command(tmp_path):
     assert "JPEG-LS" in out.output and "BD-rate" in out.output
     assert json.loads((tmp_path / "b.json").read_text())["frames"]
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lossy_points_and_bd_entries_when_the_codec_offers_rate_points(run):
+    result, _ = run
+    if not bench.codec_lossy_levels():
+        pytest.skip("codec offers no lossy rate points")
+    ours = [r for r in result.frames if r["codec"] == "medzip" and r["mode"].startswith("lossy:")]
+    assert ours and all(r["error"] is None and r["psnr"] is not None and r["max_error"] > 0 for r in ours)
+    # every lossy point of ours has the anchors coded at its rate on the same frame
+    matched = {(r["file"], r["mode"]) for r in result.frames if r["mode"].startswith("lossy@lossy:")}
+    assert {(r["file"], "lossy@" + r["mode"]) for r in ours} <= matched
+    for mod in ("CT", "MR"):
+        for key in ("j2k", "jxl"):
+            entry = result.bd_rate[mod][key]
+            assert (entry["error"] is None) == ("bd_rate_pct" in entry), entry

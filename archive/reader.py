@@ -150,6 +150,7 @@ class ArchiveReader:
             self.close()
             raise
         self._index: dict[str, tuple[str, int, int]] | None = None
+        self._instance_cache: dict[L.InstanceKey, InstanceInfo] = {}  # the file is opened read-only
 
     # ---- opening --------------------------------------------------------------------------------------
 
@@ -244,12 +245,16 @@ class ArchiveReader:
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise DamagedArchiveError(self.path, f"cannot read it: {type(exc).__name__}: {exc}", item) from None
 
+    def _attr(self, attrs, name: str, where: str):
+        try:
+            return attrs[name]  # one HDF5 call; an `in` check first would double the cost on big archives
+        except KeyError:
+            raise DamagedArchiveError(self.path, f"attribute {name!r} is missing or unreadable", where) from None
+
     def _str(self, attrs, name: str, required: bool = True, where: str = "") -> str | None:
-        if name not in attrs:
-            if not required:
-                return None
-            raise DamagedArchiveError(self.path, f"attribute {name!r} is missing", where)
-        v = attrs[name]
+        if not required and name not in attrs:
+            return None
+        v = self._attr(attrs, name, where)
         if isinstance(v, np.ndarray) and v.shape == ():
             v = v[()]
         if not isinstance(v, (bytes, np.bytes_)):
@@ -257,9 +262,7 @@ class ArchiveReader:
         return bytes(v).decode("utf-8", "surrogateescape")
 
     def _int(self, attrs, name: str, where: str) -> int:
-        if name not in attrs:
-            raise DamagedArchiveError(self.path, f"attribute {name!r} is missing", where)
-        v = attrs[name]
+        v = self._attr(attrs, name, where)
         if not isinstance(v, (np.integer, int)) or isinstance(v, bool):
             raise DamagedArchiveError(self.path, f"attribute {name!r} is not an integer", where)
         return int(v)
@@ -338,6 +341,11 @@ class ArchiveReader:
 
     def instance(self, key: L.InstanceKey) -> InstanceInfo:
         key = L.InstanceKey(*key)
+        if key not in self._instance_cache:
+            self._instance_cache[key] = self._read_instance(key)
+        return self._instance_cache[key]
+
+    def _read_instance(self, key: L.InstanceKey) -> InstanceInfo:
         where = describe(key)
         with self._guard(where):
             g = self._obj(L.instance_path(key))

@@ -82,7 +82,10 @@ def rewrite_archive(
             unknown = set(replace) - used
             if unknown:
                 raise KeyError(f"{src}: frames to replace are not in the archive: {sorted(tuple(k) for k in unknown)}")
-            w.set_quality(r.quality() if quality is None else quality)
+            if quality is not None:
+                w.set_quality(quality)
+            elif info.quality_recorded:
+                w.set_quality(r.quality())
         except BaseException:
             w.abort()
             raise

@@ -602,11 +602,15 @@ def test_rewrite_replaces_frames_and_records_quality(tmp_path):
         assert r.quality() == []
     frame, _ = expect["frames"][FrameKey(0, 2, 0)]
     new = _pack(frame)
+    rewrite_archive(path)
+    with ArchiveReader(path) as r:
+        assert not r.info.quality_recorded  # a rewrite does not invent a quality table
     rewrite_archive(path, frames={FrameKey(0, 2, 0): NewPayload(new + b"", "other-codec", "near-lossless:1")},
                     mode="mixed")
     set_quality(path, expect["quality"])
     assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
     with ArchiveReader(path) as r:
+        assert r.info.quality_recorded
         assert r.info.mode == "mixed" and r.info.codec == "zlib-lossless"
         fr = next(f for f in r.frames(InstanceKey(0, 2)))
         assert (fr.codec, fr.mode) == ("other-codec", "near-lossless:1")

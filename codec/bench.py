@@ -29,7 +29,8 @@ import numpy as np
 from codec import baselines, metrics
 from codec.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate  # noqa: F401  (public via codec.bench)
 from codec.bench_report import (  # noqa: F401  (public via codec.bench)
-    OURS, _frame_key, bd_table, curves, matched_rate_gains, plot, print_summary, summary_rows, versus_jpegls,
+    OURS, _frame_key, bd_table, curves, latency_at, matched_rate_gains, plot, print_summary, summary_rows,
+    versus_jpegls,
 )
 from codec.modes import Mode
 
@@ -397,6 +398,7 @@ def run_bench(
 
     summary = {"rows": summary_rows(records), "vs_jpegls": versus_jpegls(records),
                "matched_rate": matched_rate_gains(records), "curves": curves(records),
+               "latency_512": latency_at(records, (512, 512)),
                "frames": len({_frame_key(r) for r in records}), "files": len(instances)}
     env["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result = BenchResult(records, summary, bd_table(records), env, skipped)

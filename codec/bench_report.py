@@ -163,6 +163,23 @@ def bd_table(records: list[dict]) -> dict:
     return out
 
 
+def latency_at(records: list[dict], shape: tuple[int, int] = (512, 512)) -> list[dict]:
+    """Median encode/decode ms per codec and mode kind over frames of one size (the issue's bound is per 512² slice)."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in _ok(records):
+        if (r["rows"], r["columns"]) == tuple(shape):
+            kind = "lossy" if _is_lossy(r["mode"]) else r["mode"].split(":")[0]
+            groups[(r["codec"], kind)].append(r)
+    order = {OURS: 0, "j2k": 1, "jls": 2, "jxl": 3, "htj2k": 4}
+    kinds = {"lossless": 0, "near-lossless": 1, "lossy": 2}
+    return [
+        {"codec": c, "kind": k, "shape": list(shape), "records": len(rs),
+         "median_encode_ms": statistics.median(r["encode_ms"] for r in rs),
+         "median_decode_ms": statistics.median(r["decode_ms"] for r in rs)}
+        for (c, k), rs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kinds[kv[0][1]]))
+    ]
+
+
 def matched_rate_gains(records: list[dict]) -> list[dict]:
     """Our PSNR minus the anchor's at the same frame and (matched) rate, per our lossy point."""
     ours = {(_frame_key(r), r["mode"]): r for r in _ok(records) if r["codec"] == OURS and _is_lossy(r["mode"])}
@@ -286,12 +303,20 @@ def print_summary(result, console=None) -> None:
     b = table("BD-rate (PSNR) of medzip lossy vs anchors over 0.5-2 bpp (negative = medzip needs fewer bits)",
               ("modality", "anchor", "BD-rate %", "BD-PSNR dB", "points ours/anchor", "note"))
     if not result.bd_rate:
-        b.add_row("-", "-", "-", "-", "-", "no lossy points from medzip (codec offers no lossy:q)")
+        b.add_row("-", "-", "-", "-", "-", "no lossy points from medzip (no lossy:q offered, or all failed)")
     for mod, per in result.bd_rate.items():
         for key, e in per.items():
             b.add_row(mod, names[key], _f(e.get("bd_rate_pct"), "{:+.1f}"), _f(e.get("bd_psnr_db"), "{:+.2f}"),
                       f"{e.get('points_medzip', 0)}/{e.get('points_anchor', 0)}", e.get("error") or "")
     console.print(b)
+
+    if s.get("latency_512"):
+        lt = table("latency on 512x512 frames: median ms over all records of the kind",
+                   ("codec", "kind", "records", "enc ms", "dec ms"))
+        for r in s["latency_512"]:
+            lt.add_row(names.get(r["codec"], r["codec"]), r["kind"], str(r["records"]),
+                       _f(r["median_encode_ms"], "{:.1f}"), _f(r["median_decode_ms"], "{:.1f}"))
+        console.print(lt)
 
     if s["matched_rate"]:
         m = table("PSNR gain of medzip over anchors at matched rate (same frame, same bpp)",

@@ -50,6 +50,22 @@ def read_frames(path: Path) -> list[np.ndarray]:
     return [np.ascontiguousarray(f) for f in frames]
 
 
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; folders recursed (sorted, so the file order and hence training are reproducible)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return out
+
+
+def _print_progress(it: int, steps: int, rec: dict) -> None:
+    import sys
+
+    rates = "  ".join(f"q{q}: {r['bpp']:.3f} bpp {r['psnr_range']:.1f} dB" for q, r in
+                      ((k[1:], v) for k, v in rec.items() if k.startswith("q") and isinstance(v, dict)))
+    print(f"step {it}/{steps}  {rec['elapsed_s']:.0f}s  {rates}", file=sys.stderr, flush=True)
+
+
 def load_slices(paths: Iterable[Path], min_size: int = PATCH, log: Callable[[str], None] = print) -> list[np.ndarray]:
     out = []
     for p in paths:
@@ -104,7 +120,9 @@ def train(
     checkpoint_every: int = 250,
     time_limit_s: float | None = None,
 ) -> Path:
-    """Train and write out_dir/float_weights.npz (+ train_log.jsonl). Returns the weights path."""
+    """Train; write out_dir/float_weights.npz, train_log.jsonl, train_meta.json and the codec weights file
+    out_dir/medzip-hp-v1.npz (use it with MEDZIP_CODEC_WEIGHTS=...). Returns the codec weights path.
+    Paths may be files or folders (recursed); files that are not grayscale DICOM images are skipped."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import tensorflow as tf
@@ -116,6 +134,8 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
+    paths = expand_paths(paths)
+    progress = progress or _print_progress
     slices = load_slices(paths)
     if not slices:
         raise ValueError("no grayscale training slices of at least 128x128 in the given files")
@@ -176,7 +196,9 @@ def train(
     meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
             "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1)}
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
-    return wpath
+    from codec.export import MODEL_NAME, export
+
+    return export(wpath, out_dir / f"{MODEL_NAME}.npz", {"training": meta})
 
 
 def main(argv=None):
@@ -199,7 +221,7 @@ def main(argv=None):
 
         files = training_files()
     train(files, a.out_dir, steps=a.steps, seed=a.seed, batch=a.batch, lr=a.lr, time_limit_s=a.time_limit,
-          init_weights=a.init, progress=lambda i, n, r: print(json.dumps(r), flush=True))
+          init_weights=a.init)
 
 
 if __name__ == "__main__":

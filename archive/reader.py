@@ -33,6 +33,7 @@ class Limits:
     max_header_bytes: int = 64 << 20
     max_verbatim_bytes: int = 4 << 30
     max_items: int = 1_000_000  # series, instances, frames, verbatim objects, quality rows each
+    max_frame_pixels: int = 1 << 28  # rows x columns (the largest radiographs are ~ 1.4e7)
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,8 @@ class ArchiveReader:
             a = g.attrs
             ints = {n: self._int(a, n, where) for n in ("rows", "columns", "bits_allocated", "bits_stored", "signed", "number_of_frames")}
             if not (ints["rows"] >= 1 and ints["columns"] >= 1 and 1 <= ints["bits_stored"] <= ints["bits_allocated"] <= 32
-                    and 1 <= ints["number_of_frames"] <= self.limits.max_items):
+                    and 1 <= ints["number_of_frames"] <= self.limits.max_items
+                    and ints["rows"] * ints["columns"] <= self.limits.max_frame_pixels):
                 raise DamagedArchiveError(self.path, f"implausible pixel format {ints}", where)
             dtype = L.stored_dtype(ints["bits_allocated"], bool(ints["signed"]))
             if self._str(a, "values_dtype", where=where) != dtype.str:

@@ -451,6 +451,11 @@ def test_structure_limits_apply_before_reading(tmp_path):
     with ArchiveReader(path, limits=Limits(max_payload_bytes=10)) as r:
         with pytest.raises(DamagedArchiveError, match="exceed the limit"):
             r.payload(FrameKey(0, 0, 0))
+    with h5py.File(path, "r+") as f:  # a crafted archive declaring an absurd frame size
+        f["/series/0/instances/1"].attrs["rows"] = np.int64(10**6)
+        f["/series/0/instances/1"].attrs["columns"] = np.int64(10**6)
+    with ArchiveReader(path) as r, pytest.raises(DamagedArchiveError, match="series 0 / instance 1.*implausible"):
+        r.instances(0)
 
 
 # ---- atomicity -----------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import re
 import secrets
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,7 +121,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_OWNER_RE = re.compile(r"^(?P<host>[^:]*):(?P<pid>[0-9]+)(:t[0-9a-f]+)?$")
+_OWNER_RE = re.compile(r"^(?P<host>[^:]*):(?P<pid>[0-9]+)(:t?[0-9a-f]+)?$")  # also host:pid:thread-id
 
 
 def default_owner() -> str:

@@ -1,0 +1,83 @@
+"""Measure the shipped codec on the held-out validation files (codec/split.py): bpp / PSNR / SSIM per rate point,
+next to JPEG 2000 at the same size; lossless and near-lossless bits next to JPEG-LS. Writes JSON, prints a table.
+
+    python scripts/codec_validation.py [--out validation.json] [--files ...] [--modes lossy:0,...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import imagecodecs  # noqa: E402
+import numpy as np  # noqa: E402
+import pydicom  # noqa: E402
+
+from codec import api, metrics  # noqa: E402
+from codec.modes import Mode  # noqa: E402
+
+DEFAULT = ["693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"]
+
+
+def find(name: str) -> Path:
+    import data_store
+
+    for root in (Path(data_store.__file__).parent / "data", Path(pydicom.__file__).parent / "data" / "test_files"):
+        if (root / name).exists():
+            return root / name
+    raise FileNotFoundError(name)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--files", nargs="*", default=DEFAULT)
+    ap.add_argument("--modes", default="lossy:0,lossy:1,lossy:2,lossy:3,lossy:4,lossless,near-lossless:2")
+    a = ap.parse_args(argv)
+    rows = []
+    for name in a.files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(find(name))
+            v = ds.pixel_array
+        bits, signed = int(ds.BitsStored), bool(ds.PixelRepresentation)
+        lo, hi = api.value_range(bits, signed)
+        if v.min() < lo or v.max() > hi:
+            bits, signed = v.dtype.itemsize * 8, v.dtype.kind == "i"
+        for mode in a.modes.split(","):
+            t = time.perf_counter()
+            p = api.encode(v, mode, bits, signed)
+            t1 = time.perf_counter()
+            d = api.decode(p)
+            t2 = time.perf_counter()
+            r = {"file": name, "modality": str(ds.get("Modality", "")), "shape": list(v.shape), "bits": bits,
+                 "mode": mode, "bpp": metrics.bpp(len(p), v.size), "psnr": metrics.psnr(v, d, bits),
+                 "ssim": metrics.ssim(v, d), "max_error": metrics.max_error(v, d),
+                 "encode_ms": (t1 - t) * 1e3, "decode_ms": (t2 - t1) * 1e3}
+            if mode.startswith("lossy"):
+                j = imagecodecs.jpeg2k_encode(v, level=v.size * v.itemsize / len(p))
+                jd = imagecodecs.jpeg2k_decode(j)
+                r["j2k_bpp"], r["j2k_psnr"] = metrics.bpp(len(j), v.size), metrics.psnr(v, jd, bits)
+            else:
+                k = Mode.parse(mode).max_error_bound
+                j = imagecodecs.jpegls_encode(v, level=k)
+                r["jpegls_bpp"] = metrics.bpp(len(j), v.size)
+            rows.append(r)
+            extra = (f"J2K {r['j2k_bpp']:.3f} bpp {r['j2k_psnr']:.2f} dB" if "j2k_bpp" in r
+                     else f"JPEG-LS {r['jpegls_bpp']:.3f} bpp")
+            print(f"{name:28s} {mode:16s} {r['bpp']:6.3f} bpp  PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  "
+                  f"maxerr {r['max_error']:5d}  enc {r['encode_ms']:7.0f} ms dec {r['decode_ms']:7.0f} ms | {extra}",
+                  flush=True)
+    if a.out:
+        a.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""End to end through codec.api (learned layer + residual layer): lossless is bit-exact and near-lossless keeps
+|e| <= k (k = 1, 2, 4) on real frames. Default run: every bundled grayscale frame of up to 70k pixels (the small
+CT/MR/CR/NM files, multi-frame included); `-m slow` runs every grayscale frame of pydicom-data, deid-data and
+pydicom's test files. (tests/test_residual.py covers the residual layer alone with a stand-in reconstruction.)"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+import pydicom
+import pytest
+
+from codec import api
+from codec.modes import Mode
+from tests.realdata import grayscale_image_files
+
+KS = (0, 1, 2, 4)
+
+
+@lru_cache(maxsize=1)
+def real_frames() -> tuple:
+    out = []
+    for path in grayscale_image_files():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path)
+                arr = ds.pixel_array
+        except Exception:
+            continue  # files pydicom cannot decode are the dicom_io tests' business
+        bits, signed = int(ds.BitsStored), bool(int(ds.get("PixelRepresentation", 0)))
+        arr = arr.reshape((-1,) + arr.shape[-2:])
+        for i, frame in enumerate(arr):
+            frame = frame.astype(frame.dtype.newbyteorder("="))
+            fb, fs = bits, signed
+            lo, hi = api.value_range(bits, signed)
+            if frame.min() < lo or frame.max() > hi:  # header and pixels disagree: use the dtype's own range
+                fb, fs = frame.dtype.itemsize * 8, frame.dtype.kind == "i"
+            out.append((f"{path.name}[{i}]", frame, fb, fs))
+    return tuple(out)
+
+
+def check(frames, ks=KS):
+    assert frames
+    for name, frame, bits, signed in frames:
+        for k in ks:
+            mode = Mode.parse("lossless" if k == 0 else f"near-lossless:{k}")
+            out = api.decode(api.encode(frame, mode, bits, signed))
+            assert out.shape == frame.shape and out.dtype == frame.dtype, name
+            err = int(np.abs(out.astype(np.int64) - frame.astype(np.int64)).max())
+            assert err <= k, f"{name} k={k}: max error {err}"
+
+
+def test_small_real_frames_every_k():
+    check([f for f in real_frames() if f[1].size <= 70_000])
+
+
+def test_one_real_512_slice_lossless():
+    check([f for f in real_frames() if f[0] == "693_UNCR.dcm[0]"], ks=(0, 2))
+
+
+@pytest.mark.slow
+def test_every_real_frame_every_k():
+    check(list(real_frames()))

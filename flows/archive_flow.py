@@ -314,7 +314,12 @@ def archive_study_flow(paths: list[str], config: Config, mode: str | None = None
     reasons = _quarantine_reasons(ordered)
     # release or quarantine
     destination = config.paths.quarantine if reasons else config.paths.released
-    final = atomic_move(work, destination, name=name, overwrite=bool(reasons))
+    # a killed run of this same claim may have moved its (verified) archive already, before the catalog said so:
+    # this run's archive replaces it, and never leaves it in released/ when this one is quarantined
+    redo = claim.why == "taken-over"
+    final = atomic_move(work, destination, name=name, overwrite=bool(reasons) or redo)
+    if redo and reasons:
+        (config.paths.released / name).unlink(missing_ok=True)
     outcome.archive = str(final)
     catalog.record_summary(rec.id, {
         **summary, "path": str(final), "n_series": len(study.series), "n_instances": len(study.instances),

@@ -92,19 +92,35 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
         hi = lo + 1
     x = ((v64 - lo) / (hi - lo)).astype(np.float32)
     grid = tiles.Grid(values.shape[0], values.shape[1], tile)
-    y_full, chunks = engine.encode_latents(model, x, grid, q)
     header = bitstream.Header(
         mode_kind=mode.kind, level=mode.level, rate_point=q, model_hash=model.hash8, dtype=_dtype_code(values.dtype),
         bits_stored=int(bits_stored), signed=bool(signed), rows=values.shape[0], cols=values.shape[1], tile=tile,
         lo=lo, hi=hi, values_sha=bitstream.values_digest(v64),
     )
-    residual = b""
-    if mode.kind != "lossy":
-        recon = engine.reconstruct(model, y_full, grid, q, lo, hi, vmin, vmax)
-        header.recon_sha = bitstream.recon_digest(recon)
-        k = mode.max_error_bound
-        residual = _residual().encode_residual(v64, recon, k, int(bits_stored), bool(signed))
-    return bitstream.pack(bitstream.Payload(header, chunks, residual))
+    if mode.kind == "lossy":
+        _, chunks = engine.encode_latents(model, x, grid, q)
+        return bitstream.pack(bitstream.Payload(header, chunks))
+    # near-lossless / lossless: learned layer at the residual rate point + residual layer, or - when that is
+    # smaller for this slice - the residual layer alone on a flat reconstruction (rate point NO_LATENTS).
+    k = mode.max_error_bound
+    y_full, chunks = engine.encode_latents(model, x, grid, q)
+    candidates = [(q, chunks, engine.reconstruct(model, y_full, grid, q, lo, hi, vmin, vmax)),
+                  (NO_LATENTS, [], _flat_recon(values.shape, lo, vmin, vmax))]
+    best = None
+    for rp, ch, recon in candidates:
+        h = bitstream.Header(**{**header.__dict__, "rate_point": rp, "recon_sha": bitstream.recon_digest(recon)})
+        res = _residual().encode_residual(v64, recon, k, int(bits_stored), bool(signed))
+        out = bitstream.pack(bitstream.Payload(h, ch, res))
+        if best is None or len(out) < len(best):
+            best = out
+    return best
+
+
+NO_LATENTS = 255  # rate point of a near-lossless/lossless payload that carries no latents (flat reconstruction)
+
+
+def _flat_recon(shape, lo: int, vmin: int, vmax: int) -> np.ndarray:
+    return np.full(shape, min(max(lo, vmin), vmax), np.int64)
 
 
 def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int, signed: bool) -> list[bytes]:
@@ -125,7 +141,7 @@ def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model, tiles.Grid]
         )
     try:
         grid = tiles.Grid(head.rows, head.cols, head.tile)
-        p = bitstream.unpack(payload, lambda h: grid.n_tiles)
+        p = bitstream.unpack(payload, lambda h: 0 if h.rate_point == NO_LATENTS else grid.n_tiles)
     except (bitstream.BitstreamError, ValueError) as exc:
         raise CodecError(str(exc)) from None
     return p, model, grid
@@ -139,7 +155,8 @@ def payload_info(payload: bytes) -> dict:
     mode = "lossless" if h.mode_kind == "lossless" else f"{h.mode_kind}:{h.level}"
     return {
         "codec": "medzip-learned", "format_version": h.version, "model_hash": h.model_hash.hex(), "mode": mode,
-        "rate_point": h.rate_point, "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,
+        "rate_point": None if h.rate_point == NO_LATENTS else h.rate_point, "latents": h.rate_point != NO_LATENTS,
+        "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,
         "signed": h.signed, "tile": h.tile, "lo": h.lo, "hi": h.hi, "sha256_128": h.values_sha.hex(),
         "bytes": len(payload),
     }
@@ -156,14 +173,18 @@ def decode(payload: bytes, exact: bool = True) -> np.ndarray:
         dtype = np.dtype(h.dtype)
     except TypeError:
         raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
-    if h.rate_point >= model.Q or h.hi <= h.lo:
+    no_latents = h.rate_point == NO_LATENTS and h.mode_kind != "lossy"
+    if (h.rate_point >= model.Q and not no_latents) or h.hi <= h.lo:
         raise CodecError("corrupted header: rate point or normalisation out of range")
-    try:
-        y_full = engine.decode_latents(model, p.chunks, grid)
-    except (entropy.EntropyError, ValueError, RuntimeError) as exc:
-        raise CodecError(f"corrupted latent stream: {exc}") from None
-    fast = not exact and h.mode_kind == "lossy"
-    recon = engine.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=not fast)
+    if no_latents:
+        recon = _flat_recon((h.rows, h.cols), h.lo, vmin, vmax)
+    else:
+        try:
+            y_full = engine.decode_latents(model, p.chunks, grid)
+        except (entropy.EntropyError, ValueError, RuntimeError) as exc:
+            raise CodecError(f"corrupted latent stream: {exc}") from None
+        fast = not exact and h.mode_kind == "lossy"
+        recon = engine.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=not fast)
     if h.mode_kind == "lossy":
         return recon.astype(dtype)
     if bitstream.recon_digest(recon) != h.recon_sha:

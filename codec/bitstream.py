@@ -4,6 +4,7 @@
     0       magic b"MZC1"
     4       u8  format version (FORMAT_VERSION)
     5       u8  mode kind (0 lossy, 1 near-lossless, 2 lossless), u8 level (q or k), u8 rate point of the latents
+            (255: near-lossless/lossless payload without latents, the residual layer codes against a flat image)
     8       8 bytes  model hash (first 8 bytes of the weights file's sha256)
     16      3 bytes  numpy dtype string of the values (e.g. b"<u2"), u8 bits stored, u8 signed
     21      u32 rows, u32 columns, u16 tile size (pixels)

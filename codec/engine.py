@@ -57,7 +57,9 @@ class Model:
         self.meta = json.loads(arrays["meta_json"].tobytes())
         self.name = self.meta["name"]
         self.Q = int(self.meta["Q"])
-        self.residual_q = int(self.meta.get("residual_q", self.Q // 2))
+        # rate point of the learned layer under near-lossless/lossless: the cheapest one (measured: the residual
+        # layer gains less from a better reconstruction than the extra latent bits cost)
+        self.residual_q = int(self.meta.get("residual_q", 0))
         self.fx = {}
         for k, v in arrays.items():
             if k.startswith("fx/") and k != "fx/inv_gain":

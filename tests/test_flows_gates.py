@@ -1,0 +1,125 @@
+"""Quality gates in archive_study: escalation to a stricter mode, quarantine, lossy retrieval labelling."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from configs import Gate
+from tests.flows_helpers import _find, codec_has, make_config, prefect_server, write_study  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def lossy_codec():
+    if not codec_has("lossy:0"):
+        pytest.skip("the installed codec has no lossy mode (foundation placeholder): nothing to escalate from")
+
+
+def _values(ds, keyword: str) -> list:
+    return list(ds[keyword].value) if ds[keyword].VM > 1 else [ds[keyword].value]
+
+
+def small_ct_study(dest: Path, uid: str) -> list[Path]:
+    """CT_small (128x128, 16-bit signed) plus a real 4-slice 16x16 CT series."""
+    ct_series = sorted(p for p in _find("17106").parent.iterdir() if p.is_file())
+    return write_study(dest, uid, [_find("CT_small.dcm"), *ct_series])
+
+
+def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_codec, tmp_path):
+    from archive import ArchiveReader
+
+    from flows.archive_flow import archive_study
+
+    gate = Gate(psnr_min=60.0, max_error_max=2)  # lossy:0 gives ~54 dB on CT_small; near-lossless:2 > 90 dB
+    config = make_config(tmp_path, mode="lossy:0", gates={"default": gate})
+    outcome = archive_study(small_ct_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20001"), config)
+    assert outcome.status == "released", outcome.reasons
+    assert outcome.escalated >= 1
+    with ArchiveReader(outcome.archive) as r:
+        quality = r.quality()
+        stored_modes = {(fr.sop_instance_uid, fr.key.frame): fr.mode for _, fr in r.iter_frames()}
+    assert len(quality) == 5 and all(q.gate_passed for q in quality)
+    escalated = [q for q in quality if q.escalations]
+    assert escalated
+    for q in escalated:
+        assert q.escalations == ("lossy:0",) and q.mode == "near-lossless:2" and q.attempts == 2
+        assert q.max_error <= 2 and q.psnr >= 60.0
+        assert stored_modes[(q.sop_instance_uid, q.frame)] == "near-lossless:2"  # the payload really was replaced
+    for q in quality:
+        if not q.escalations:
+            assert q.mode == "lossy:0" and not gate.failures(q.psnr, q.ssim, q.max_error)
+    ct_small = next(q for q in quality if q.sop_instance_uid == pydicom.dcmread(_find("CT_small.dcm")).SOPInstanceUID)
+    assert ct_small.escalations == ("lossy:0",)
+
+
+def test_impossible_gate_quarantines(prefect_server, lossy_codec, tmp_path):
+    from archive import ArchiveReader, Catalog
+
+    from flows.archive_flow import archive_study
+
+    config = make_config(tmp_path, mode="lossy:0", gates={"default": Gate(psnr_min=1000.0)},
+                         escalate_to="near-lossless:2")  # lossless would meet any gate: stop before it
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20002", [_find("CT_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "quarantined"
+    path = Path(outcome.archive)
+    assert path.parent == config.paths.quarantine and path.is_file()
+    assert not list(config.paths.released.glob("*.h5"))
+    reasons = json.loads(path.with_suffix(".reasons.json").read_text())["reasons"]
+    assert reasons == outcome.reasons and "PSNR" in reasons[0] and "< 1000" in reasons[0]
+    rec = Catalog.from_config(config).find_by_content_hash(outcome.content_hash)
+    assert rec.status == "quarantined" and list(rec.reasons) == reasons and rec.path == str(path)
+    with ArchiveReader(path) as r:
+        (q,) = r.quality()
+    assert not q.gate_passed and q.escalations == ("lossy:0",) and q.mode == "near-lossless:2"
+    # a rerun of the same content does not try again (no archive loop on the inbox) ...
+    assert archive_study(files, config).status == "already-archived"
+
+
+def test_decode_that_misses_its_checksum_quarantines(prefect_server, tmp_path, monkeypatch):
+    """An integrity failure is a defect, not a quality shortfall: no escalation can fix it."""
+    from codec import api
+
+    from flows.archive_flow import archive_study
+
+    real_decode = api.decode
+
+    def corrupt(payload, *a, **k):
+        values = real_decode(payload, *a, **k).copy()
+        values[0, 0] += 1
+        return values
+
+    monkeypatch.setattr(api, "decode", corrupt)
+    config = make_config(tmp_path, mode="lossless", gates={"default": Gate()})
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20003", [_find("CT_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "quarantined"
+    assert any("lossless decode does not reproduce" in r for r in outcome.reasons)
+    assert outcome.escalated == 0
+
+
+def test_lossy_retrieval_is_labelled(prefect_server, lossy_codec, tmp_path):
+    from dicom_io import iter_frames, read_studies
+
+    from flows.archive_flow import archive_study
+    from flows.retrieve_flow import retrieve_study
+
+    config = make_config(tmp_path, mode="lossy:0", gates={"default": Gate()})
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20004",
+                        [_find("CT_small.dcm"), _find("MR_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "released" and outcome.modes_used == {"lossy:0": 2}
+    result = retrieve_study(outcome.archive, tmp_path / "out", config)  # by path
+    assert result["lossy"] == 2 and result["bit_exact"] == 0
+    originals = {i.sop_instance_uid: i for i in read_studies(files).studies[0].instances}
+    for inst in read_studies([tmp_path / "out"]).studies[0].instances:
+        ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
+        assert ds.LossyImageCompression == "01"
+        assert "MEDZIP_CNN" in _values(ds, "LossyImageCompressionMethod")
+        assert float(_values(ds, "LossyImageCompressionRatio")[-1]) > 1
+        assert ds.ImageType[0] == "DERIVED"
+        assert ds.SOPInstanceUID not in originals and ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        source = originals[ds.SourceImageSequence[-1].ReferencedSOPInstanceUID]
+        (a,), (b,) = list(iter_frames(source)), list(iter_frames(inst))
+        assert a.shape == b.shape and not np.array_equal(a, b)

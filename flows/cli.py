@@ -158,7 +158,7 @@ def info(
     """Describe an archive: study, series, frames, codec, sizes and quality."""
 
     def work() -> dict:
-        from archive import archive_summary
+        from archive.summary import archive_summary
 
         _config(config)  # validates the config even though info needs none of it
         return dict(archive_summary(archive_path))

@@ -64,6 +64,8 @@ def main() -> None:
     outcomes = archive_paths([study_dir], config)
     for o in outcomes:
         console.print(f"study {o['study_uid']}: [bold]{o['status']}[/] → {o.get('archive')}")
+        for reason in o.get("reasons") or []:
+            console.print(f"  reason: {reason}")
     console.rule("2. retrieve")
     retrieved = []
     for o in outcomes:

@@ -4,6 +4,8 @@
 
 --recon none: the residual layer alone (recon = zeros, i.e. a pure predictive coder).
 --recon j2k: a lossy layer stand-in (JPEG 2000 at about --bpp) as recon; "total" adds its bytes to ours.
+--recon model: the real path, codec.api.encode(frame, "lossless" | "near-lossless:k") with the learned lossy layer;
+    "total" is the whole payload (header, latents, residual), "residual" its residual-layer part. Slow on a CPU.
 Frames with identical pixels (the same image in several transfer syntaxes) are counted once; every frame of a
 multi-frame file counts. JPEG-LS gets the values shifted to unsigned (CharLS takes no signed input).
 """
@@ -76,12 +78,26 @@ def j2k_recon(frame, bits, signed, bpp):
     return rec, len(best)
 
 
+def model_path(frame, k, bits, signed):
+    """(residual bytes, other payload bytes, decoded values, time after encode) through codec.api."""
+    from codec import api
+
+    payload = api.encode(frame, "lossless" if k == 0 else f"near-lossless:{k}", bits, signed)
+    t1 = time.perf_counter()
+    out = api.decode(payload)
+    residual = api._parse(payload)[0].residual  # the residual layer's share of the payload
+    return residual, len(payload) - len(residual), out, t1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--recon", choices=["none", "j2k"], default="none")
+    ap.add_argument("--recon", choices=["none", "j2k", "model"], default="none")
     ap.add_argument("--bpp", type=float, default=1.0)
     ap.add_argument("--ks", default="0,1,2,4")
     ap.add_argument("--max-pixels", type=int, default=10_000_000)
+    ap.add_argument("--min-pixels", type=int, default=0)
+    ap.add_argument("--only", default="", help="comma-separated substrings: only files whose name has one")
+    ap.add_argument("--skip", default="", help="comma-separated substrings: skip files whose name has one")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     ks = [int(x) for x in args.ks.split(",")]
@@ -89,7 +105,11 @@ def main() -> None:
     t_enc = t_dec = 0.0
     px_timed = 0
     for name, modality, frame, bits, signed in frames():
-        if frame.size > args.max_pixels:
+        if not args.min_pixels <= frame.size <= args.max_pixels:
+            continue
+        if args.only and not any(s in name for s in args.only.split(",")):
+            continue
+        if args.skip and any(s in name for s in args.skip.split(",")):
             continue
         if args.recon == "j2k":
             recon, lossy_bytes = j2k_recon(frame, bits, signed, args.bpp)
@@ -97,9 +117,12 @@ def main() -> None:
             recon, lossy_bytes = np.zeros_like(frame), 0
         for k in ks:
             t0 = time.perf_counter()
-            data = encode_residual(frame, recon, k, bits, signed)
-            t1 = time.perf_counter()
-            out = decode_residual(data, recon, k, bits, signed)
+            if args.recon == "model":
+                data, lossy_bytes, out, t1 = model_path(frame, k, bits, signed)
+            else:
+                data = encode_residual(frame, recon, k, bits, signed)
+                t1 = time.perf_counter()
+                out = decode_residual(data, recon, k, bits, signed)
             t2 = time.perf_counter()
             assert int(np.abs(out - frame.astype(np.int64)).max()) <= k, name
             t_enc, t_dec, px_timed = t_enc + t1 - t0, t_dec + t2 - t1, px_timed + frame.size

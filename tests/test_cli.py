@@ -1,0 +1,101 @@
+"""The `medzip` command line: help, config validation messages, --json documents, `info` on a real archive."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from archive import ArchiveWriter, QualityRow, values_sha256
+from codec import api as codec_api
+from codec import metrics
+from codec.modes import Mode
+from configs import ConfigError, load_config
+from flows.cli import app
+from tests.realdata import all_files
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("archive", "retrieve", "info", "verify", "audit", "serve", "listen", "bench", "train"):
+        assert command in result.output
+
+
+def test_bad_config_names_every_wrong_field(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[codec]\nmode = "lossy:x"\n[gates.CT]\nssim_min = 3\n[runner]\nkind = "dask"\n[bogus]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    message = str(err.value)
+    for field in ("codec.mode", "gates.CT.ssim_min", "runner", "bogus"):
+        assert field in message, message
+    assert str(bad) in message
+
+
+def test_cli_reports_a_bad_config_as_json(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[codec]\nmode = 'fast'\n")
+    archive_file = tmp_path / "x.h5"
+    archive_file.write_bytes(b"not an archive")
+    result = runner.invoke(app, ["info", str(archive_file), "--config", str(bad), "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and doc["error"] == "ConfigError" and "codec.mode" in doc["message"]
+
+
+def test_paths_follow_medzip_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDZIP_HOME", str(tmp_path / "home"))
+    config = load_config()
+    assert config.paths.inbox == tmp_path / "home" / "inbox"
+    assert config.paths.catalog == tmp_path / "home" / "catalog.sqlite"
+
+
+def test_info_refuses_a_foreign_file(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    foreign.write_bytes(b"hello")
+    result = runner.invoke(app, ["info", str(foreign), "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and str(foreign) in doc["message"]
+
+
+def _real_ct():
+    path = next(p for p in all_files() if p.name == "CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    return ds, ds.pixel_array.astype(np.int16)
+
+
+def test_info_json_describes_a_real_archive(tmp_path):
+    ds, values = _real_ct()
+    bits = int(ds.BitsStored)
+    payload = codec_api.encode(values, Mode.parse("lossless"), bits, True)
+    decoded = codec_api.decode(payload)
+    target = tmp_path / "study.h5"
+    with ArchiveWriter(target, study_uid=ds.StudyInstanceUID, codec="medzip", mode="lossless") as writer:
+        series = writer.add_series(ds.SeriesInstanceUID, "CT")
+        key = writer.add_instance(
+            series, sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID, modality="CT",
+            rows=values.shape[0], columns=values.shape[1], bits_allocated=16, bits_stored=bits, signed=True,
+            number_of_frames=1, header=b"header", header_format="test")
+        frame = writer.add_frame(key, 0, payload, codec="medzip", mode="lossless",
+                                 values_sha256=values_sha256(values))
+        writer.set_quality([QualityRow(
+            series=frame.series, instance=frame.instance, frame=0, sop_instance_uid=ds.SOPInstanceUID,
+            modality="CT", mode="lossless", codec="medzip", psnr=metrics.psnr(values, decoded, bits),
+            ssim=metrics.ssim(values, decoded), max_error=metrics.max_error(values, decoded),
+            payload_bytes=len(payload), original_bytes=values.nbytes,
+            ratio=metrics.ratio(values.nbytes, len(payload)), gate_passed=True)])
+    result = runner.invoke(app, ["info", str(target), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["study_uid"] == ds.StudyInstanceUID
+    assert doc["frames"] == 1 and doc["instances"] == 1
+    assert doc["payload_bytes"] == len(payload)
+    assert math.isclose(doc["ratio"], values.nbytes / len(payload))
+    assert doc["series"][0]["min_psnr"] == "inf" and doc["series"][0]["max_error"] == 0

@@ -274,6 +274,21 @@ class BenchResult:
                 "environment": self.environment, "skipped": self.skipped}
 
 
+def summarize(frames: list[dict], environment: dict | None = None, skipped: list[dict] | None = None) -> BenchResult:
+    """A BenchResult (summary, BD-rate) from frame records - a fresh run's, or those of saved JSON files put together."""
+    summary = {"rows": summary_rows(frames), "vs_jpegls": versus_jpegls(frames),
+               "matched_rate": matched_rate_gains(frames), "curves": curves(frames),
+               "latency_512": latency_at(frames, (512, 512)),
+               "frames": len({_frame_key(r) for r in frames}), "files": len({r["file"] for r in frames})}
+    return BenchResult(frames, summary, bd_table(frames), environment or {}, skipped or [])
+
+
+def load_result(path: os.PathLike | str) -> BenchResult:
+    """Re-read a bench JSON written by run_bench (summaries are recomputed from its frame records)."""
+    data = json.loads(Path(path).read_text())
+    return summarize(data["frames"], data.get("environment"), data.get("skipped"))
+
+
 def _select_anchors(anchors: Sequence[str] | None) -> dict[str, baselines.Anchor]:
     avail = baselines.available()
     if anchors is None:
@@ -396,12 +411,8 @@ def run_bench(
     finally:
         bar.close()
 
-    summary = {"rows": summary_rows(records), "vs_jpegls": versus_jpegls(records),
-               "matched_rate": matched_rate_gains(records), "curves": curves(records),
-               "latency_512": latency_at(records, (512, 512)),
-               "frames": len({_frame_key(r) for r in records}), "files": len(instances)}
     env["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result = BenchResult(records, summary, bd_table(records), env, skipped)
+    result = summarize(records, env, skipped)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))

@@ -216,3 +216,11 @@ def test_lossy_points_and_bd_entries_when_the_codec_offers_rate_points(run):
         for key in ("j2k", "jxl"):
             entry = result.bd_rate[mod][key]
             assert (entry["error"] is None) == ("bd_rate_pct" in entry), entry
+
+
+def test_saved_json_reloads_to_the_same_summary(run):
+    result, out = run
+    again = bench.load_result(out / "bench.json")
+    saved = json.loads((out / "bench.json").read_text())
+    assert json.loads(json.dumps(again.to_json()["summary"])) == saved["summary"]
+    assert json.loads(json.dumps(again.bd_rate)) == saved["bd_rate"]

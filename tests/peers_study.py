@@ -34,7 +34,7 @@ SMALL_STUDY_UID = "2.25.27182818284590452353602874713526624977"
 
 
 def build_small_input(dest: Path) -> Path:
-    """SMALL_STUDY relabelled with one StudyInstanceUID (pixels and every other attribute untouched)."""
+    """SMALL_STUDY relabelled with one StudyInstanceUID and patient (pixels and every other attribute untouched)."""
     import data_store
 
     roots = {"pydicom": Path(pydicom.__file__).parent / "data" / "test_files",
@@ -43,6 +43,7 @@ def build_small_input(dest: Path) -> Path:
     for pkg, name in SMALL_STUDY:
         ds = pydicom.dcmread(roots[pkg] / name)
         ds.StudyInstanceUID = SMALL_STUDY_UID
+        ds.PatientID, ds.PatientName = "MEDZIP-PEERS", "Peers^Study"  # one patient, as a PACS expects of one study
         ds.save_as(dest / name, enforce_file_format=False)
     return dest
 

@@ -1,0 +1,139 @@
+"""The whole way round with real peers, on a multi-series study of bundled real files (CT, MR, multi-frame MR, NM
++ colour US and SR kept verbatim; tests.peers_study.SMALL_STUDY):
+
+1. Orthanc (a real PACS) holds the study and sends it to medzip's C-STORE listener; the inbox flow archives it
+   (lossless) and releases it.
+2. flows.retrieve_flow writes it back from that released archive (lossless), and from a lossy archive of the same
+   study made by flows.archive_flow (lossy:0, no gate, no escalation, so it stays lossy).
+3. Each retrieved study is judged by dciodvfy (no error beyond the original's), dcmdump and dcmj2pnm, and sent back to
+   Orthanc by C-STORE and by STOW-RS; Orthanc must hold every instance and render each grayscale series.
+
+Runs the flows against a real local Prefect server (tests.flows_helpers.prefect_server).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_io.network import CStoreDestination, run_listener, send_cstore, send_stowrs
+from tests.flows_helpers import prefect_server  # noqa: F401 (fixture)
+from tests.peers_orthanc import assert_orthanc_holds, orthanc  # noqa: F401 (fixture)
+from tests.peers_study import build_small_input, original_of, originals_by_uid, retrieved_study
+from tests.peers_tools import check_files, require
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+GRAYSCALE_SERIES = 4  # CT, MR, multi-frame MR, NM
+
+
+def _pipeline_missing() -> str | None:
+    """Why the archive → retrieve path cannot run here (None when it can)."""
+    try:
+        import flows.archive_flow  # noqa: F401
+        import flows.retrieve_flow  # noqa: F401
+    except ImportError as exc:
+        return f"flows not available: {exc}"
+    from codec.api import CodecError, encode
+
+    try:
+        encode(np.zeros((16, 16), np.uint16), "lossless", 12, False)
+    except CodecError as exc:
+        return f"the codec cannot encode yet: {exc}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def pipeline(request):
+    reason = _pipeline_missing()
+    if reason:
+        pytest.skip(reason)
+    request.getfixturevalue("prefect_server")  # started only when the pipeline can run
+
+
+@pytest.fixture(scope="module")
+def study_input(tmp_path_factory) -> Path:
+    return build_small_input(tmp_path_factory.mktemp("small-study"))
+
+
+@pytest.fixture(scope="module")
+def released_from_orthanc(pipeline, orthanc, study_input, tmp_path_factory):  # noqa: F811
+    """Orthanc → medzip listener → inbox → archive_inbox: (config, outcome of the study)."""
+    from configs import Config
+    from configs.schema import Paths, Runner, Schedule
+    from flows.inbox import archive_inbox
+
+    orthanc.clear()
+    files = sorted(study_input.iterdir())
+    for f in files:  # the originals, as a modality would have stored them in the PACS
+        orthanc.http.post("/instances", content=f.read_bytes()).raise_for_status()
+    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+    home = tmp_path_factory.mktemp("home")
+    config = Config(home=home, paths=Paths().resolved(home), schedule=Schedule(settle_seconds=0),
+                    runner=Runner(kind="thread", max_workers=2))
+    server = run_listener(config.paths.inbox, "MEDZIP", orthanc.listener_port, "127.0.0.1", block=False)
+    try:
+        r = orthanc.http.post("/modalities/medzip/store",
+                              json={"Resources": [orthanc.lookup(study_uid, "Study")], "Synchronous": True})
+        assert r.status_code == 200, r.text
+    finally:
+        server.shutdown()
+    received = list(config.paths.inbox.rglob("*.dcm"))
+    assert len(received) == len(files), f"{len(received)} of {len(files)} instances reached the inbox"
+
+    outcomes = archive_inbox(config)
+    [outcome] = [o for o in outcomes if o["study_uid"] == study_uid]
+    return config, outcome
+
+
+def test_study_from_orthanc_is_archived_and_released(released_from_orthanc):
+    config, outcome = released_from_orthanc
+    assert outcome["status"] == "released", outcome
+    archive = Path(outcome["archive"])
+    assert archive.is_file() and archive.parent == config.paths.released
+    print(f"Orthanc → listener → inbox → released {archive}")
+
+
+@pytest.fixture(scope="module", params=["lossless", "lossy:0"])
+def retrieved(request, pipeline, study_input, tmp_path_factory) -> tuple[str, dict[Path, Path]]:
+    if request.param == "lossless":  # from the archive the inbox flow released
+        from flows.retrieve_flow import retrieve_study
+
+        config, outcome = request.getfixturevalue("released_from_orthanc")
+        assert outcome["status"] == "released", outcome
+        result = retrieve_study(outcome["archive"], tmp_path_factory.mktemp("retrieved-lossless"), config)
+        files = [Path(f) for f in result["files"]]
+    else:
+        files = retrieved_study(study_input, tmp_path_factory.mktemp(request.param.replace(":", "-")), request.param)
+    originals = originals_by_uid(study_input)
+    written = {f: original_of(f, originals) for f in files}
+    assert set(written.values()) == set(study_input.iterdir()), "every input file came back"
+    return request.param, written
+
+
+def test_retrieved_study_passes_independent_tools(retrieved, tmp_path):
+    require("dciodvfy", "dcmdump", "dcmj2pnm")
+    mode, written = retrieved
+    derived = check_files(written, tmp_path)
+    if mode == "lossless":
+        assert derived == 0, "a lossless retrieval keeps every original SOP Instance UID"
+    else:
+        assert derived > 0, "a lossy archive must come back as labelled lossy derivatives"
+    print(f"{mode}: {len(written)} files, {derived} lossy derivatives")
+
+
+def test_retrieved_study_to_orthanc(orthanc, retrieved):  # noqa: F811
+    _, written = retrieved
+    files = sorted(written)
+    orthanc.clear()
+    dest = CStoreDestination("127.0.0.1", orthanc.dicom_port, called_ae=orthanc.aet, calling_ae="MEDZIP")
+    results = send_cstore(files, dest, retries=1, backoff_s=0.2)
+    assert all(r.delivered for r in results), [r.as_dict() for r in results if not r.delivered]
+    assert_orthanc_holds(orthanc, files, GRAYSCALE_SERIES)
+    orthanc.clear()
+    results = send_stowrs(files, f"{orthanc.url}/dicom-web", auth=orthanc.auth, retries=1, backoff_s=0.2)
+    assert all(r.delivered for r in results), [r.as_dict() for r in results if not r.delivered]
+    assert_orthanc_holds(orthanc, files, GRAYSCALE_SERIES)

@@ -141,6 +141,7 @@ def send_cstore(
     while pending and attempt <= retries:
         attempt += 1
         if attempt > 1:
+            log.info("C-STORE to %s: retrying %d instance(s), try %d", target.called_ae, len(pending), attempt)
             _backoff(attempt - 1, backoff_s)
         still: list[_Item] = []
         for batch in _batches_by_context(pending):
@@ -304,6 +305,7 @@ def send_stowrs(
         while pending and attempt <= retries:
             attempt += 1
             if attempt > 1:
+                log.info("STOW-RS to %s: retrying %d instance(s), try %d", endpoint, len(pending), attempt)
                 _backoff(attempt - 1, backoff_s)
             still: list[_Item] = []
             for batch in _batches_by_size(pending, max_request_bytes):

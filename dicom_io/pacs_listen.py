@@ -104,7 +104,10 @@ def _handle_store(event, inbox: Path, on_stored: Callable[[Path], None] | None) 
         return UNEXPECTED_ERROR
     log.info("received %s -> %s", sop_uid, path)
     if on_stored is not None:
-        on_stored(path)
+        try:
+            on_stored(path)
+        except Exception:  # the instance is stored; a failing hook must not turn that into a refusal
+            log.exception("on_stored hook failed for %s", path)
     return SUCCESS
 
 

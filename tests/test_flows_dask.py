@@ -1,0 +1,27 @@
+"""archive_study on a real dask.distributed LocalCluster (two workers) through prefect-dask's DaskTaskRunner gives
+the same archive content as the default thread-pool run."""
+from configs.schema import Runner
+from tests.flows_helpers import _find, archive_content, make_config, prefect_server, write_study  # noqa: F401
+
+
+def test_dask_cluster_gives_the_same_archive(prefect_server, tmp_path):
+    from distributed import LocalCluster, get_task_stream
+
+    from flows.archive_flow import archive_study
+
+    uid = "1.2.826.0.1.3680043.8.498.30001"
+    ct_series = sorted(p for p in _find("17106").parent.iterdir() if p.is_file())
+    files = write_study(tmp_path / "in", uid, [*ct_series, _find("CT_small.dcm"), _find("test-SR.dcm")])
+
+    threads = archive_study(files, make_config(tmp_path / "threads"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert len(cluster.workers) == 2
+        config = make_config(tmp_path / "dask", runner=Runner(kind="dask", dask_address=cluster.scheduler_address))
+        with cluster.get_client() as client, get_task_stream(client) as stream:
+            dask = archive_study(files, config)
+            workers = set(cluster.scheduler.workers)
+    assert threads.status == dask.status == "released"
+    # the chunk tasks really ran on the cluster: 2 encode + 2 verify chunks at least, plus ingest and hashing
+    assert len(stream.data) >= 4, stream.data
+    assert len(workers) == 2 and {t["worker"] for t in stream.data} <= workers
+    assert archive_content(threads.archive) == archive_content(dask.archive)

@@ -8,6 +8,7 @@ with vectorised numpy; out-of-image neighbours are replaced per axis by an in-im
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,9 +69,16 @@ def neighbour_index(idx: np.ndarray, delta: int, size: int, step: int) -> np.nda
     return np.where((j < 0) | (j > size - 1), (idx + delta) % step, j)
 
 
+@lru_cache(maxsize=4096)
+def _axis_index(start: int, delta: int, size: int, step: int) -> np.ndarray:
+    idx = neighbour_index(np.arange(start, size, step), delta, size, step)
+    idx.setflags(write=False)
+    return idx
+
+
 def gather(array: np.ndarray, phase: Phase, offset: tuple[int, int]) -> np.ndarray:
     """The values of `array` at `offset` from every pixel of `phase` (a sub-grid shaped array)."""
     h, w = array.shape
-    ri = neighbour_index(phase.rows(h), offset[0], h, phase.step)
-    cj = neighbour_index(phase.cols(w), offset[1], w, phase.step)
-    return array[np.ix_(ri, cj)]
+    ri = _axis_index(phase.ci, offset[0], h, phase.step)
+    cj = _axis_index(phase.cj, offset[1], w, phase.step)
+    return array[ri[:, None], cj[None, :]]

@@ -91,6 +91,7 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
     if hi <= lo:
         hi = lo + 1
     x = ((v64 - lo) / (hi - lo)).astype(np.float32)
+    tile = min(int(tile), 64 * -(-max(values.shape) // 64))  # a small slice gets one small tile
     grid = tiles.Grid(values.shape[0], values.shape[1], tile)
     header = bitstream.Header(
         mode_kind=mode.kind, level=mode.level, rate_point=q, model_hash=model.hash8, dtype=_dtype_code(values.dtype),

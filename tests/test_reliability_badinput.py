@@ -20,7 +20,7 @@ import pytest
 from tests import badinputs
 from tests.badinputs import ARCHIVED, EITHER, ERROR, VERBATIM
 from configs import Gate
-from tests.flows_helpers import make_config, prefect_server  # noqa: F401  (session fixture)
+from tests.flows_helpers import make_config
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning")]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from configs import load_config
-from tests.flows_helpers import make_config, prefect_server  # noqa: F401  (session fixture)
+from tests.flows_helpers import make_config
 from tests.reliability_helpers import check_catalog_agrees, digests, small_studies, start_medzip, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

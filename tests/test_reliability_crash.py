@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from configs import load_config
-from tests.flows_helpers import prefect_server  # noqa: F401  (session fixture)
 from tests.reliability_helpers import (
     check_catalog_agrees,
+    child_env,
     check_released,
     digests,
     small_studies,
@@ -62,7 +64,7 @@ def _kill_after(home: Path, cfg: Path, inbox: Path, delay: float, log: Path) -> 
     try:
         proc.wait(timeout=delay)
         return False
-    except Exception:
+    except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return True
@@ -145,10 +147,6 @@ app(sys.argv[2:])
 @pytest.mark.parametrize("point", [
     pytest.param(p, marks=() if p == "after-release-move" else pytest.mark.slow) for p in KILL_POINTS])
 def test_sigkill_at_critical_step_then_rerun(point, tmp_path, monkeypatch, prefect_server):
-    import subprocess
-    import sys
-
-    from tests.reliability_helpers import child_env
 
     home = tmp_path / "home"
     cfg = write_config(home / "medzip.toml")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows_helpers import make_config, prefect_server  # noqa: F401  (session fixture)
+from tests.flows_helpers import make_config
 from tests.reliability_helpers import small_studies
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -8,7 +8,9 @@
 3. Each retrieved study is judged by dciodvfy (no error beyond the original's), dcmdump and dcmj2pnm, and sent back to
    Orthanc by C-STORE and by STOW-RS; Orthanc must hold every instance and render each grayscale series.
 
-Runs the flows against a real local Prefect server (tests.flows_helpers.prefect_server).
+Runs the flows against a real local Prefect server (tests.flows_helpers.prefect_server). One test function on
+purpose: pytest-xdist spreads a module's tests over its workers, and each worker would then start its own Prefect
+server and run the archive flow again (minutes of CPU on a 2-core machine); the steps are named in every assertion.
 """
 from __future__ import annotations
 
@@ -46,20 +48,11 @@ def _pipeline_missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(request):
-    reason = _pipeline_missing()
-    if reason:
-        pytest.skip(reason)
-    request.getfixturevalue("prefect_server")  # started only when the pipeline can run
-
-
-@pytest.fixture(scope="module")
 def study_input(tmp_path_factory) -> Path:
     return build_small_input(tmp_path_factory.mktemp("small-study"))
 
 
-@pytest.fixture(scope="module")
-def released_from_orthanc(pipeline, orthanc, study_input, tmp_path_factory):  # noqa: F811
+def receive_and_release(orthanc, study_input: Path, home: Path):  # noqa: F811
     """Orthanc → medzip listener → inbox → archive_inbox: (config, outcome of the study)."""
     from configs import Config
     from configs.schema import Paths, Runner, Schedule
@@ -71,69 +64,62 @@ def released_from_orthanc(pipeline, orthanc, study_input, tmp_path_factory):  # 
         orthanc.http.post("/instances", content=f.read_bytes()).raise_for_status()
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
 
-    home = tmp_path_factory.mktemp("home")
     config = Config(home=home, paths=Paths().resolved(home), schedule=Schedule(settle_seconds=0),
                     runner=Runner(kind="thread", max_workers=2))
     server = run_listener(config.paths.inbox, "MEDZIP", orthanc.listener_port, "127.0.0.1", block=False)
     try:
         r = orthanc.http.post("/modalities/medzip/store",
                               json={"Resources": [orthanc.lookup(study_uid, "Study")], "Synchronous": True})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200, f"Orthanc → listener: {r.text}"
     finally:
         server.shutdown()
     received = list(config.paths.inbox.rglob("*.dcm"))
-    assert len(received) == len(files), f"{len(received)} of {len(files)} instances reached the inbox"
+    assert len(received) == len(files), f"Orthanc → listener: {len(received)} of {len(files)} instances in the inbox"
 
-    outcomes = archive_inbox(config)
-    [outcome] = [o for o in outcomes if o["study_uid"] == study_uid]
-    return config, outcome
-
-
-def test_study_from_orthanc_is_archived_and_released(released_from_orthanc):
-    config, outcome = released_from_orthanc
-    assert outcome["status"] == "released", outcome
+    [outcome] = [o for o in archive_inbox(config) if o["study_uid"] == study_uid]
+    assert outcome["status"] == "released", f"inbox flow: {outcome}"
     archive = Path(outcome["archive"])
-    assert archive.is_file() and archive.parent == config.paths.released
+    assert archive.is_file() and archive.parent == config.paths.released, f"inbox flow: {archive}"
     print(f"Orthanc → listener → inbox → released {archive}")
+    return config, archive
 
 
-@pytest.fixture(scope="module", params=["lossless", "lossy:0"])
-def retrieved(request, pipeline, study_input, tmp_path_factory) -> tuple[str, dict[Path, Path]]:
-    if request.param == "lossless":  # from the archive the inbox flow released
-        from flows.retrieve_flow import retrieve_study
-
-        config, outcome = request.getfixturevalue("released_from_orthanc")
-        assert outcome["status"] == "released", outcome
-        result = retrieve_study(outcome["archive"], tmp_path_factory.mktemp("retrieved-lossless"), config)
-        files = [Path(f) for f in result["files"]]
-    else:
-        files = retrieved_study(study_input, tmp_path_factory.mktemp(request.param.replace(":", "-")), request.param)
+def judge(mode: str, files: list[Path], study_input: Path, tmp: Path) -> None:
+    """dciodvfy/dcmdump/dcmj2pnm on a retrieved study; lossless keeps every UID, lossy is labelled."""
     originals = originals_by_uid(study_input)
     written = {f: original_of(f, originals) for f in files}
-    assert set(written.values()) == set(study_input.iterdir()), "every input file came back"
-    return request.param, written
-
-
-def test_retrieved_study_passes_independent_tools(retrieved, tmp_path):
-    require("dciodvfy", "dcmdump", "dcmj2pnm")
-    mode, written = retrieved
-    derived = check_files(written, tmp_path)
+    assert set(written.values()) == set(study_input.iterdir()), f"{mode}: not every input file came back"
+    derived = check_files(written, tmp)
     if mode == "lossless":
-        assert derived == 0, "a lossless retrieval keeps every original SOP Instance UID"
+        assert derived == 0, "lossless retrieval: every original SOP Instance UID is kept"
     else:
-        assert derived > 0, "a lossy archive must come back as labelled lossy derivatives"
+        assert derived > 0, f"{mode} retrieval: lossy frames must come back as labelled derivatives"
     print(f"{mode}: {len(written)} files, {derived} lossy derivatives")
 
 
-def test_retrieved_study_to_orthanc(orthanc, retrieved):  # noqa: F811
-    _, written = retrieved
-    files = sorted(written)
+def send_back(orthanc, mode: str, files: list[Path]) -> None:  # noqa: F811
     orthanc.clear()
     dest = CStoreDestination("127.0.0.1", orthanc.dicom_port, called_ae=orthanc.aet, calling_ae="MEDZIP")
     results = send_cstore(files, dest, retries=1, backoff_s=0.2)
-    assert all(r.delivered for r in results), [r.as_dict() for r in results if not r.delivered]
+    assert all(r.delivered for r in results), f"{mode} C-STORE: {[r.as_dict() for r in results if not r.delivered]}"
     assert_orthanc_holds(orthanc, files, GRAYSCALE_SERIES)
     orthanc.clear()
     results = send_stowrs(files, f"{orthanc.url}/dicom-web", auth=orthanc.auth, retries=1, backoff_s=0.2)
-    assert all(r.delivered for r in results), [r.as_dict() for r in results if not r.delivered]
+    assert all(r.delivered for r in results), f"{mode} STOW-RS: {[r.as_dict() for r in results if not r.delivered]}"
     assert_orthanc_holds(orthanc, files, GRAYSCALE_SERIES)
+
+
+def test_orthanc_listener_archive_retrieve_validate_deliver(orthanc, study_input, tmp_path, request):  # noqa: F811
+    reason = _pipeline_missing()
+    if reason:
+        pytest.skip(reason)
+    require("dciodvfy", "dcmdump", "dcmj2pnm")
+    request.getfixturevalue("prefect_server")  # started only when the pipeline can run
+    from flows.retrieve_flow import retrieve_study
+
+    config, archive = receive_and_release(orthanc, study_input, tmp_path / "home")
+    lossless = [Path(f) for f in retrieve_study(archive, tmp_path / "retrieved-lossless", config)["files"]]
+    lossy = retrieved_study(study_input, tmp_path / "lossy", "lossy:0")
+    for mode, files in (("lossless", lossless), ("lossy:0", lossy)):
+        judge(mode, files, study_input, tmp_path)
+        send_back(orthanc, mode, files)

@@ -153,12 +153,15 @@ def bd_table(records: list[dict]) -> dict:
             else:
                 a = per[key]
                 entry["points_anchor"] = len(a["bpp"])
-                try:
-                    entry["bd_rate_pct"] = bd_rate(a["bpp"], a["psnr"], ours["bpp"], ours["psnr"])
-                    entry["bd_psnr_db"] = bd_psnr(a["bpp"], a["psnr"], ours["bpp"], ours["psnr"])
-                    entry["error"] = None
-                except BdRateError as exc:
-                    entry["error"] = str(exc)
+                # each delta on its own: curves can share rates without sharing any PSNR (then only BD-PSNR exists)
+                problems = []
+                for name, fn in (("bd_rate_pct", bd_rate), ("bd_psnr_db", bd_psnr)):
+                    try:
+                        entry[name] = fn(a["bpp"], a["psnr"], ours["bpp"], ours["psnr"])
+                    except BdRateError as exc:
+                        entry[name] = None
+                        problems.append(f"{name}: {exc}")
+                entry["error"] = "; ".join(problems) or None
             out.setdefault(mod, {})[key] = entry
     return out
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MAGIC = b"MZC1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: synthesis zeroes activations beyond the slice border (1 did not)
 _HEAD = struct.Struct("<4sBBBB8s3sBBIIHqq16s8s")
 MODE_KINDS = ("lossy", "near-lossless", "lossless")
 

@@ -111,8 +111,18 @@ class Model:
                 g_s = cm.build_synthesis()
                 cm.load_part(g_s, self._float, "g_s")
 
-                def synth(y, inv_gain):
-                    return g_s(y * inv_gain[:, None, None, :], training=False)[..., 0]
+                from keras import ops
+
+                def synth(y, inv_gain, mask):
+                    h = y * inv_gain[:, None, None, :]
+                    m = mask[..., None]
+                    for layer in g_s.layers[1:]:  # stage by stage, zeroing beyond the slice as fixed.synthesis
+                        h = layer(h)
+                        if isinstance(layer, cm.DepthToSpace):
+                            m = ops.repeat(ops.repeat(m, 2, axis=1), 2, axis=2)
+                        if isinstance(layer, cm.SimpleGDN):
+                            h = h * m
+                    return h[..., 0]
 
                 self._inv_gains = np.exp(self._float["rates/rates/log_inv_gain"]).astype(np.float32)
                 self._syn = _compile(synth)
@@ -128,12 +138,12 @@ class Model:
         _, hyper, _, ops = self._encoder()
         return np.asarray(ops.convert_to_numpy(hyper(y.astype(np.float32))))
 
-    def synthesise_fast(self, y_windows: np.ndarray, q: int) -> np.ndarray:
+    def synthesise_fast(self, y_windows: np.ndarray, q: int, mask: np.ndarray) -> np.ndarray:
         """Float (compiled Keras) synthesis: x_hat in [0, 1] units, (B, 16h, 16w). Not bit-exact across backends."""
         _, _, _, ops = self._encoder()
         syn = self._fast_synthesis()
         ig = np.broadcast_to(self._inv_gains[q], (y_windows.shape[0], self._inv_gains.shape[1])).copy()
-        return np.asarray(ops.convert_to_numpy(syn(y_windows.astype(np.float32), ig)), np.float64)
+        return np.asarray(ops.convert_to_numpy(syn(y_windows.astype(np.float32), ig, mask.astype(np.float32))), np.float64)
 
     # ---------- decoder networks (exact) ----------
     def scale_indices(self, z: np.ndarray) -> np.ndarray:
@@ -142,11 +152,11 @@ class Model:
         idx = (ls - self.scale_l0 + self.scale_step // 2) // self.scale_step
         return np.clip(idx, 0, self.levels - 1)
 
-    def synthesise(self, y_windows: np.ndarray, q: int) -> np.ndarray:
+    def synthesise(self, y_windows: np.ndarray, q: int, mask: np.ndarray) -> np.ndarray:
         """Integer latent windows (B, h, w, M) -> x_hat as integers at scale 2**FA (B, 16h, 16w)."""
         out = []
         for s in range(0, y_windows.shape[0], SYN_BATCH):
-            out.append(fixed.synthesis(y_windows[s : s + SYN_BATCH], self.inv_gain[q], self.fx))
+            out.append(fixed.synthesis(y_windows[s : s + SYN_BATCH], self.inv_gain[q], self.fx, mask[s : s + SYN_BATCH]))
         return np.concatenate(out).astype(np.int64)
 
 
@@ -206,7 +216,8 @@ def reconstruct(model: Model, y_full: np.ndarray, grid: tiles.Grid, q: int, lo: 
     for s in range(0, len(ks), step):
         part = ks[s : s + step]
         win = tiles.synthesis_windows(y_full, grid, part)
-        px = model.synthesise(win, q) if exact else model.synthesise_fast(win, q)
+        mask = tiles.synthesis_masks(grid, part)
+        px = model.synthesise(win, q, mask) if exact else model.synthesise_fast(win, q, mask)
         tiles.place_synthesis(px, grid, part, out)
     out = out[: grid.height, : grid.width]
     if exact:

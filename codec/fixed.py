@@ -104,11 +104,19 @@ def hyper_synthesis(z: np.ndarray, net: dict) -> np.ndarray:
     return conv3x3(a, net["hs_conv2"])
 
 
-def synthesis(y: np.ndarray, inv_gain_fixed: np.ndarray, net: dict) -> np.ndarray:
-    """Integer latents (B, h, w, M), inverse gain (M,) at scale 2**FA -> x_hat at scale 2**FA, (B, 16h, 16w)."""
+def synthesis(y: np.ndarray, inv_gain_fixed: np.ndarray, net: dict, mask: np.ndarray | None = None) -> np.ndarray:
+    """Integer latents (B, h, w, M), inverse gain (M,) at scale 2**FA -> x_hat at scale 2**FA, (B, 16h, 16w).
+
+    mask (B, h, w) of 0/1 marks the latents inside the slice; beyond it every stage's output is zeroed, which is
+    what the convolutions' zero padding showed the network at image borders in training."""
     a = to_fixed(np.clip(y, -(1 << 24), 1 << 24), inv_gain_fixed)
+    m = None if mask is None else mask.astype(np.float64)[..., None]
     for i in range(4):
         a = depth_to_space(conv3x3(a, net[f"gs_conv{i}"]))
+        if m is not None:
+            m = m.repeat(2, axis=1).repeat(2, axis=2)
         if i < 3:
             a = igdn(a, net[f"gs_igdn{i}"])
+            if m is not None:
+                a = a * m
     return a[..., 0]

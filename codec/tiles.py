@@ -4,9 +4,10 @@ A tile of T x T pixels owns t = T/16 latent rows/columns. Every tile's latents a
 (codec/entropy.py), so any tile can be decoded without the others' bit streams being touched beyond their chunk.
 There are no seams because neither transform sees a tile border:
   - the encoder's analysis runs on a pixel window with a margin of ENC_MARGIN pixels around the tile
-    (the slice edge-replicated beyond its border) and keeps only the tile's latents;
+    (zeros beyond the slice) and keeps only the tile's latents;
   - the decoder's synthesis runs on the tile's latents plus a ring of DEC_MARGIN latents of the neighbouring
-    tiles (zeros beyond the slice) and keeps only the tile's pixels.
+    tiles and keeps only the tile's pixels; beyond the slice its activations are zeroed after every stage
+    (synthesis_masks), as the training's zero padding showed the network at image borders.
 Both margins cover the transforms' receptive fields, so the result equals a whole-slice transform while memory
 stays bounded by the tile batch.
 """
@@ -66,7 +67,8 @@ def analysis_windows(x: np.ndarray, grid: Grid) -> np.ndarray:
     """(n_tiles, T + 2m, T + 2m, 1) float32 pixel windows, the slice edge-replicated beyond its border."""
     m, T = ENC_MARGIN, grid.tile
     nr, nc = grid.tiles_shape
-    padded = np.pad(x, ((m, nr * T + m - x.shape[0]), (m, nc * T + m - x.shape[1])), mode="edge")
+    # zeros beyond the slice, as the convolutions' zero padding showed the network at image borders in training
+    padded = np.pad(x, ((m, nr * T + m - x.shape[0]), (m, nc * T + m - x.shape[1])))
     out = np.empty((grid.n_tiles, T + 2 * m, T + 2 * m, 1), np.float32)
     for k in range(grid.n_tiles):
         i, j = grid.tile_index(k)
@@ -104,6 +106,20 @@ def synthesis_windows(full: np.ndarray, grid: Grid, tiles: list[int]) -> np.ndar
     for n, k in enumerate(tiles):
         i, j = grid.tile_index(k)
         out[n] = padded[i * t : i * t + t + 2 * d, j * t : j * t + t + 2 * d]
+    return out
+
+
+def synthesis_masks(grid: Grid, tiles: list[int]) -> np.ndarray:
+    """(len(tiles), t + 2d, t + 2d) 0/1: which latents of each synthesis window lie inside the slice."""
+    d, t = DEC_MARGIN, grid.t
+    hl, wl = grid.latent_shape
+    nr, nc = grid.tiles_shape
+    inside = np.zeros((nr * t + 2 * d, nc * t + 2 * d), np.float32)
+    inside[d : d + hl, d : d + wl] = 1.0
+    out = np.empty((len(tiles), t + 2 * d, t + 2 * d), np.float32)
+    for n, k in enumerate(tiles):
+        i, j = grid.tile_index(k)
+        out[n] = inside[i * t : i * t + t + 2 * d, j * t : j * t + t + 2 * d]
     return out
 
 

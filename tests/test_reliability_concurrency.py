@@ -54,7 +54,9 @@ def test_two_processes_on_one_inbox(tmp_path, monkeypatch, prefect_server):
     # each study: released by one run; the other found it archived or in progress, never a second archive
     statuses = {uid: [] for uid in studies}
     for log in logs:
-        doc = json.loads(log[log.index("{"):]) if "{" in log else {"studies": []}
+        text = "\n" + log
+        start = text.find("\n{\n")  # the --json document (log lines of the run may come before and after it)
+        doc = json.JSONDecoder().raw_decode(text[start + 1:])[0] if start >= 0 else {"studies": []}
         for o in doc.get("studies", []):
             statuses.setdefault(o["study_uid"], []).append(o["status"])
     for uid, seen in statuses.items():

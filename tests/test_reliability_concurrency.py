@@ -35,6 +35,7 @@ def test_two_threads_never_both_claim_a_study(tmp_path):
         assert sorted(claims) == [False, True]
 
 
+@pytest.mark.slow  # two `medzip` children (TensorFlow + Prefect start-up each); the threads test below is the default
 def test_two_processes_on_one_inbox(tmp_path, monkeypatch, prefect_server):
     from prefect.settings import PREFECT_API_URL
 

@@ -19,11 +19,9 @@ from tests.flows_helpers import (  # noqa: F401  (prefect_server is a fixture)
 STUDY_UID = "1.2.826.0.1.3680043.8.498.10001"
 
 
-@pytest.fixture(scope="module")
-def lossless_run(prefect_server, tmp_path_factory):
+def lossless_run(home: Path) -> dict:
     from flows.archive_flow import archive_study
 
-    home = tmp_path_factory.mktemp("home")
     files = write_study(home / "input", STUDY_UID)
     before = file_digests(files)
     config = make_config(home, mode="lossless")
@@ -31,7 +29,7 @@ def lossless_run(prefect_server, tmp_path_factory):
     return {"home": home, "files": files, "before": before, "config": config, "outcome": outcome}
 
 
-def test_study_released_with_every_slice_measured(lossless_run):
+def check_released_with_every_slice_measured(lossless_run):
     from archive import ArchiveReader, Catalog
     from prefect.artifacts import Artifact
 
@@ -58,11 +56,11 @@ def test_study_released_with_every_slice_measured(lossless_run):
     assert Path(o.archive).name in summary.data and "released" in summary.data
 
 
-def test_inputs_are_never_modified(lossless_run):
+def check_inputs_never_modified(lossless_run):
     assert file_digests(lossless_run["files"]) == lossless_run["before"]
 
 
-def test_rerun_is_idempotent(lossless_run):
+def check_rerun_is_idempotent(lossless_run):
     from archive import Catalog
 
     from flows.archive_flow import archive_study
@@ -75,7 +73,7 @@ def test_rerun_is_idempotent(lossless_run):
     assert len(list(config.paths.released.glob("*.h5"))) == 1
 
 
-def test_retrieval_is_bit_exact_with_original_uids(lossless_run, tmp_path):
+def check_retrieval_bit_exact_with_original_uids(lossless_run, tmp_path):
     from dicom_io import iter_frames, read_studies
 
     from flows.retrieve_flow import retrieve_study
@@ -99,7 +97,7 @@ def test_retrieval_is_bit_exact_with_original_uids(lossless_run, tmp_path):
         assert obj.path.read_bytes() == src[obj.sop_instance_uid]
 
 
-def test_retrieve_refuses_unknown_study(lossless_run, tmp_path):
+def check_retrieve_refuses_unknown_study(lossless_run, tmp_path):
     from flows.retrieve_flow import RetrieveError, retrieve_study
 
     with pytest.raises(RetrieveError, match="neither an archive file nor a StudyInstanceUID"):
@@ -125,7 +123,7 @@ class _Html(HTMLParser):
             self._h = False
 
 
-def test_audit_reports_tables_and_plots(lossless_run):
+def check_audit_reports_tables_and_plots(lossless_run):
     import json
 
     from flows.audit_flow import audit_quality
@@ -143,6 +141,18 @@ def test_audit_reports_tables_and_plots(lossless_run):
     assert data["summary"]["frames"] == 15 and data["archives"][0]["study_uid"] == STUDY_UID
     assert report["archives"][0]["status"] == "released"
     assert audit_quality(lossless_run["config"], modality="DX")["summary"]["archives"] == 0
+
+
+def test_lossless_study_archived_retrieved_and_audited(prefect_server, tmp_path):
+    """One archive run of the real study (the expensive part, so it runs once, not once per xdist worker), then
+    each property checked on it in turn."""
+    run = lossless_run(tmp_path / "home")
+    check_released_with_every_slice_measured(run)
+    check_inputs_never_modified(run)
+    check_rerun_is_idempotent(run)
+    check_retrieval_bit_exact_with_original_uids(run, tmp_path)
+    check_retrieve_refuses_unknown_study(run, tmp_path)
+    check_audit_reports_tables_and_plots(run)
 
 
 def test_changed_study_becomes_new_version(prefect_server, tmp_path):

@@ -52,6 +52,16 @@ def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_cod
     ct_small = next(q for q in quality if q.sop_instance_uid == pydicom.dcmread(_find("CT_small.dcm")).SOPInstanceUID)
     assert ct_small.escalations == ("lossy:0",)
 
+    # the audit shows these escalations and the worst slices as original / decoded / difference thumbnails
+    from flows.audit_flow import audit_quality
+
+    report = audit_quality(config)
+    html = Path(report["html"]).read_text()
+    assert 'alt="original"' in html and 'alt="decoded"' in html and 'alt="difference x10"' in html
+    data = json.loads(Path(report["json"]).read_text())
+    assert len(data["failures_and_escalations"]) == len(escalated)
+    assert data["summary"]["escalated_frames"] == len(escalated)
+
 
 def test_impossible_gate_quarantines(prefect_server, lossy_codec, tmp_path):
     from archive import ArchiveReader, Catalog

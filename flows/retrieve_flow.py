@@ -106,6 +106,20 @@ def restore_verbatim(archive_path: str, series: int, series_dir: str) -> list[di
     return out
 
 
+@task(name="deliver-study")
+def deliver_study(files: list[str], config: Config) -> dict:
+    """Push the written files where config.delivery says (C-STORE or STOW-RS); per-instance results."""
+    from dicom_io.network import deliver
+
+    results = deliver(files, config.delivery)
+    failed = [r.as_dict() for r in results if not r.delivered]
+    if failed:
+        get_run_logger().warning("%d of %d instances not accepted by the %s destination: %s", len(failed),
+                                 len(results), config.delivery.kind, "; ".join(f["reason"] for f in failed[:5]))
+    return {"kind": config.delivery.kind, "delivered": len(results) - len(failed), "failed": len(failed),
+            "results": [r.as_dict() for r in results]}
+
+
 def _jobs(archive_path: Path, outdir: Path, per_job: int = 16) -> tuple[str, list[InstanceJob], list[tuple[int, str]]]:
     from archive import ArchiveReader
     from dicom_io.writer import safe_filename
@@ -147,10 +161,11 @@ def retrieve_study_flow(target: str, outdir: str, config: Config) -> dict:
         files.extend(restore_verbatim(str(archive_path), series, series_dir))
     lossy = [f for f in files if f.get("bit_exact") is False]
     logger.info("study %s: %d files written to %s (%d lossy-labelled)", study_uid, len(files), out, len(lossy))
+    delivery = deliver_study([f["file"] for f in files], config) if config.delivery.kind != "none" else None
     return {"study_uid": study_uid, "archive": str(archive_path), "outdir": str(out), "checked": checked,
             "files": [f["file"] for f in files], "instances": files,
             "bit_exact": sum(1 for f in files if f.get("bit_exact")), "lossy": len(lossy),
-            "verbatim": sum(1 for f in files if f.get("verbatim"))}
+            "verbatim": sum(1 for f in files if f.get("verbatim")), "delivery": delivery}
 
 
 def retrieve_study(archive_path_or_study_uid: str | Path, outdir: str | Path, config: Config) -> dict:

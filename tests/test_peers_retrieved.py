@@ -3,8 +3,9 @@
 
 1. Orthanc (a real PACS) holds the study and sends it to medzip's C-STORE listener; the inbox flow archives it
    (lossless) and releases it.
-2. flows.retrieve_flow writes it back from that released archive (lossless), and from a lossy archive of the same
-   study made by flows.archive_flow (lossy:0, no gate, no escalation, so it stays lossy).
+2. flows.retrieve_flow writes it back from that released archive (lossless), pushing it to Orthanc by C-STORE as the
+   config's [delivery] section says, and from a lossy archive of the same study made by flows.archive_flow
+   (lossy:0, no gate, no escalation, so it stays lossy).
 3. Each retrieved study is judged by dciodvfy (no error beyond the original's), dcmdump and dcmj2pnm, and sent back to
    Orthanc by C-STORE and by STOW-RS; Orthanc must hold every instance and render each grayscale series.
 
@@ -117,8 +118,16 @@ def test_orthanc_listener_archive_retrieve_validate_deliver(orthanc, study_input
     request.getfixturevalue("prefect_server")  # started only when the pipeline can run
     from flows.retrieve_flow import retrieve_study
 
+    from configs.schema import Delivery
+
     config, archive = receive_and_release(orthanc, study_input, tmp_path / "home")
-    lossless = [Path(f) for f in retrieve_study(archive, tmp_path / "retrieved-lossless", config)["files"]]
+    # retrieve with the config's [delivery] pointing at Orthanc: the flow pushes what it wrote
+    orthanc.clear()
+    to_pacs = Delivery(kind="cstore", host="127.0.0.1", port=orthanc.dicom_port, called_ae=orthanc.aet, retries=1)
+    result = retrieve_study(archive, tmp_path / "retrieved-lossless", config.model_copy(update={"delivery": to_pacs}))
+    lossless = [Path(f) for f in result["files"]]
+    assert result["delivery"]["delivered"] == len(lossless) and not result["delivery"]["failed"], result["delivery"]
+    assert_orthanc_holds(orthanc, lossless, GRAYSCALE_SERIES)
     lossy = retrieved_study(study_input, tmp_path / "lossy", "lossy:0")
     for mode, files in (("lossless", lossless), ("lossy:0", lossy)):
         judge(mode, files, study_input, tmp_path)

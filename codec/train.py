@@ -134,6 +134,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # same seed + files + TF version -> same weights
     paths = expand_paths(paths)
     progress = progress or _print_progress
     slices = load_slices(paths)

@@ -110,25 +110,26 @@ def _thumb(values: np.ndarray, vmin: float | None = None, vmax: float | None = N
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def worst_slice_row(info: dict, original: np.ndarray | None, decoded: np.ndarray, amplify: int = 10) -> str:
-    """Original, decoded and amplified |difference| thumbnails of one slice (original may be unavailable)."""
+def worst_slice_row(info: dict, original: np.ndarray | None, decoded: np.ndarray) -> str:
+    """Original, decoded and amplified |difference| thumbnails of one slice (original may be unavailable).
+    The difference is stretched so that its largest value is white: an error of 2 stored values stays visible."""
     lo, hi = float(np.min(decoded)), float(np.max(decoded))
     cells = []
     if original is not None:
         lo, hi = float(np.min(original)), float(np.max(original))
-        cells.append(_img(_thumb(original, lo, hi), "original"))
-        diff = np.abs(original.astype(np.int64) - decoded.astype(np.int64)) * amplify
-        cells.append(_img(_thumb(decoded, lo, hi), "decoded"))
-        cells.append(_img(_thumb(diff, 0, max(1.0, (hi - lo) / 4), cmap="inferno"), f"difference x{amplify}"))
+        cells.append(_img(_thumb(original, lo, hi), "original", 200))
+        diff = np.abs(original.astype(np.int64) - decoded.astype(np.int64))
+        cells.append(_img(_thumb(decoded, lo, hi), "decoded", 200))
+        cells.append(_img(_thumb(diff, 0, max(1, int(diff.max())), cmap="inferno"), "amplified difference", 200))
     else:
         cells.append("<em>original no longer at its source path</em>")
-        cells.append(_img(_thumb(decoded, lo, hi), "decoded"))
+        cells.append(_img(_thumb(decoded, lo, hi), "decoded", 200))
         cells.append("")
     caption = (f"study {info['study_uid']} · series {info['series_uid']} · instance {info['sop_uid']} "
                f"frame {info['frame']} · mode {info['mode']} · PSNR {_fmt(info.get('psnr'))} dB · "
                f"SSIM {_fmt(info.get('ssim'))} · max error {info.get('max_error')}")
     return ('<div class="worst"><p>' + html.escape(caption) + "</p><table class=\"thumbs\"><tr><th>original</th>"
-            f"<th>decoded</th><th>|difference| x{amplify}</th></tr><tr>"
+            "<th>decoded</th><th>|difference|, stretched (white = max error)</th></tr><tr>"
             + "".join(f"<td>{c}</td>" for c in cells) + "</tr></table></div>")
 
 

@@ -57,7 +57,7 @@ def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_cod
 
     report = audit_quality(config)
     html = Path(report["html"]).read_text()
-    assert 'alt="original"' in html and 'alt="decoded"' in html and 'alt="difference x10"' in html
+    assert 'alt="original"' in html and 'alt="decoded"' in html and 'alt="amplified difference"' in html
     data = json.loads(Path(report["json"]).read_text())
     assert len(data["failures_and_escalations"]) == len(escalated)
     assert data["summary"]["escalated_frames"] == len(escalated)

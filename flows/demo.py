@@ -21,6 +21,9 @@ DEMO_FILES = (
     ("pydicom", "test-SR.dcm"),  # structured report: kept verbatim
 )
 DEMO_STUDY_UID = "2.25.31415926535897932384626433832795028841"
+# The demo starts at the learned codec's best lossy rate point so the gates and the escalation ladder are seen at
+# work: a slice failing its modality's gate is re-encoded near-lossless, then lossless (configs/default.toml).
+DEMO_MODE = "lossy:4"
 
 
 def demo_sources() -> list[Path]:
@@ -61,9 +64,16 @@ def main() -> None:
     config = load_config()
     study_dir = build_demo_study(config.home / "demo-input")
     console.rule("1. archive")
-    outcomes = archive_paths([study_dir], config)
+    outcomes = archive_paths([study_dir], config, mode=DEMO_MODE)
     for o in outcomes:
         console.print(f"study {o['study_uid']}: [bold]{o['status']}[/] → {o.get('archive')}")
+        if o.get("ratio"):
+            console.print(f"  compression ratio {o['ratio']:.2f}, lowest slice PSNR {o.get('min_psnr')} dB")
+        modes = {}
+        for row in o.get("frame_quality") or []:
+            modes[row.get("mode")] = modes.get(row.get("mode"), 0) + 1
+        if modes:
+            console.print("  frames by final mode: " + ", ".join(f"{m}: {n}" for m, n in sorted(modes.items())))
         for reason in o.get("reasons") or []:
             console.print(f"  reason: {reason}")
     console.rule("2. retrieve")

@@ -56,13 +56,14 @@ def _write_varints(values: list[int]) -> bytes:
     return bytes(out)
 
 
-def _read_varints(data: bytes, n: int) -> list[int]:
-    vals, pos = [], 0
+def _read_varints(data: bytes, n: int, what: str, pos: int = 0) -> tuple[list[int], int]:
+    """n varints from data[pos:]; returns them and the position after the last one."""
+    vals = []
     for _ in range(n):
         v, shift = 0, 0
         while True:
             if pos >= len(data):
-                raise EntropyError("escape list truncated")
+                raise EntropyError(f"{what} truncated")
             b = data[pos]
             pos += 1
             v |= (b & 0x7F) << shift
@@ -70,11 +71,9 @@ def _read_varints(data: bytes, n: int) -> list[int]:
             if not b & 0x80:
                 break
             if shift > 63:
-                raise EntropyError("escape value too long")
+                raise EntropyError(f"{what}: value too long")
         vals.append(v)
-    if pos != len(data):
-        raise EntropyError("escape list has trailing bytes")
-    return vals
+    return vals, pos
 
 
 class Tables:
@@ -149,20 +148,8 @@ def encode_tile(z: np.ndarray, y: np.ndarray, y_idx: np.ndarray, tables: Tables)
 
 
 def _read_prefix(data: bytes) -> tuple[int, int, int]:
-    vals, pos = [], 0
-    for _ in range(2):
-        v, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise EntropyError("tile chunk truncated")
-            b = data[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        vals.append(v)
-    return vals[0], vals[1], pos
+    (n_coded, n_esc), pos = _read_varints(data, 2, "tile chunk")
+    return n_coded, n_esc, pos
 
 
 def decode_z(data: bytes, z_shape: tuple[int, int, int], tables: Tables):
@@ -171,7 +158,10 @@ def decode_z(data: bytes, z_shape: tuple[int, int, int], tables: Tables):
     if pos + n_coded > len(data) or n_coded % 4:
         raise EntropyError("tile chunk truncated")
     words = np.frombuffer(data[pos : pos + n_coded], dtype=np.uint32)
-    esc = _read_varints(data[pos + n_coded :], n_esc)
+    esc_bytes = data[pos + n_coded :]
+    esc, end = _read_varints(esc_bytes, n_esc, "escape list")
+    if end != len(esc_bytes):
+        raise EntropyError("escape list has trailing bytes")
     dec = constriction.stream.queue.RangeDecoder(words.copy())
     esc_iter = iter(esc)
     hz, wz, nz = z_shape

@@ -7,12 +7,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.flows_helpers import (  # noqa: F401  (prefect_server is a fixture)
+from tests.flows_helpers import (
     _find,
     archive_content,
     file_digests,
     make_config,
-    prefect_server,
     write_study,
 )
 

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from configs import Gate
-from tests.flows_helpers import _find, codec_has, make_config, prefect_server, write_study  # noqa: F401
+from tests.flows_helpers import _find, codec_has, make_config, write_study
 
 
 @pytest.fixture(scope="module")

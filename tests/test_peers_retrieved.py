@@ -23,7 +23,6 @@ import pydicom
 import pytest
 
 from dicom_io.network import CStoreDestination, run_listener, send_cstore, send_stowrs
-from tests.flows_helpers import prefect_server  # noqa: F401 (fixture)
 from tests.peers_orthanc import assert_orthanc_holds, orthanc  # noqa: F401 (fixture)
 from tests.peers_study import build_small_input, original_of, originals_by_uid, retrieved_study
 from tests.peers_tools import check_files, require

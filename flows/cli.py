@@ -145,6 +145,13 @@ def retrieve(
 
     def render(result: dict) -> None:
         console.print(f"wrote {len(result.get('files', []))} files to {result.get('outdir', outdir)}")
+        delivery = result.get("delivery")
+        if delivery:
+            total = delivery["delivered"] + delivery["failed"]
+            console.print(f"delivered {delivery['delivered']} of {total} instances ({delivery['kind']})")
+            for d in delivery["results"]:
+                if not d["delivered"]:
+                    console.print(f"  [red]not delivered[/] {d['path']}: {d['reason']}")
 
     _run(as_json, work, render)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable
+
+from dicom_io.writer import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ def safe_name(uid: str) -> str:
     return f"{cleaned}-{digest}" if cleaned else f"uid-{digest}"
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def store_instance(inbox: Path, study_uid: str, sop_uid: str, part10_bytes: bytes) -> Path:
     """Write one instance (a whole Part 10 byte stream) atomically into the inbox; returns its path. Raises OSError."""
     inbox = Path(inbox).resolve()
@@ -58,21 +50,7 @@ def store_instance(inbox: Path, study_uid: str, sop_uid: str, part10_bytes: byte
     if not target.resolve().is_relative_to(inbox):  # belt and braces: safe_name already prevents it
         raise PermissionError(errno.EPERM, f"refusing to write outside the inbox: {target}")
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(part10_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(folder)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+    return atomic_write(target, part10_bytes)
 
 
 def _handle_store(event, inbox: Path, on_stored: Callable[[Path], None] | None) -> int:

@@ -135,9 +135,9 @@ def instance_path(out_dir: Path | str, sop_instance_uid: str, suffix: str = ".dc
     return path
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write to a temporary name in the same folder, fsync, rename: a crash never leaves a half file. Mode 0600
-    (the contents are patient data)."""
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write to a hidden temporary name in the same folder, fsync, rename, fsync the folder: a crash never leaves a
+    half file, and readers that skip hidden names never see one. Mode 0600 (the contents are patient data)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -149,6 +149,11 @@ def _atomic_write(path: Path, data: bytes) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return path
 
 
@@ -271,7 +276,7 @@ def write_instance(
         pydicom.dcmwrite(buf, ds, enforce_file_format=True)  # dcmwrite, not save_as: may change endianness
     except Exception as e:
         raise DicomWriteError(f"cannot encode {path.name}: {type(e).__name__}: {e}") from e
-    return _atomic_write(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 def write_verbatim(raw: bytes, out: Path | str) -> Path:
@@ -284,4 +289,4 @@ def write_verbatim(raw: bytes, out: Path | str) -> Path:
         except Exception:
             uid = ""
         out = instance_path(out, uid or hashlib.sha256(raw).hexdigest()[:32])
-    return _atomic_write(out, raw)
+    return atomic_write(out, raw)

@@ -68,7 +68,7 @@ def test_cstore_round_trip_lands_every_file_in_the_inbox_unchanged(listener):
         assert len(syntaxes) == 1 or syntaxes == {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
         # every element, pixel data included, as sent (pynetdicom drops the retired group lengths)
         assert _without_group_lengths(got) == _without_group_lengths(orig), src.name
-    assert not list(inbox.rglob(".incoming-*")), "temporary files left behind"
+    assert not list(inbox.rglob(".*")), "temporary files left behind"
 
 
 def test_listener_refuses_a_dataset_without_study_uid_and_writes_nothing(listener):
@@ -127,7 +127,7 @@ def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(pacs_listen.os, "fsync", broken_fsync)
+    monkeypatch.setattr("os.fsync", broken_fsync)
     with pytest.raises(OSError):
         pacs_listen.store_instance(tmp_path, "1.2.3", "1.2.3.4", (PYDICOM / "CT_small.dcm").read_bytes())
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -16,45 +16,33 @@ import argparse
 import hashlib
 import sys
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import imagecodecs
 import jpeg_ls
 import numpy as np
-import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.residual import decode_residual, encode_residual, value_range  # noqa: E402
-from tests.realdata import grayscale_image_files  # noqa: E402
+from tests.realdata import decoded_frames  # noqa: E402
 
 
 def frames():
     seen = set()
-    for path in grayscale_image_files():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path)
-                arr = ds.pixel_array
-        except Exception:
-            continue
+    for path, ds, i, frame in decoded_frames():
         bits, signed = int(ds.BitsStored), bool(int(ds.get("PixelRepresentation", 0)))
         if bits > 16:
             continue  # JPEG-LS has no more than 16 bits
-        arr = arr.reshape((-1,) + arr.shape[-2:]) if arr.ndim == 3 else arr[None]
-        for i, frame in enumerate(arr):
-            frame = frame.astype(frame.dtype.newbyteorder("="))
-            lo, hi = value_range(bits, signed)
-            if frame.min() < lo or frame.max() > hi:
-                continue  # header and pixels disagree (a deliberate test file)
-            key = hashlib.sha1(frame.astype(np.int64).tobytes()).hexdigest()
-            if key in seen:
-                continue
-            seen.add(key)
-            yield f"{path.name}[{i}]", str(ds.get("Modality", "OT") or "OT"), frame, bits, signed
+        lo, hi = value_range(bits, signed)
+        if frame.min() < lo or frame.max() > hi:
+            continue  # header and pixels disagree (a deliberate test file)
+        key = hashlib.sha1(frame.astype(np.int64).tobytes()).hexdigest()
+        if key in seen:
+            continue
+        seen.add(key)
+        yield f"{path.name}[{i}]", str(ds.get("Modality", "OT") or "OT"), frame, bits, signed
 
 
 def unsigned(frame, bits, signed):

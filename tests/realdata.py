@@ -45,3 +45,21 @@ def grayscale_image_files() -> tuple[Path, ...]:
         ) >= 2:
             found.append(path)
     return tuple(found)
+
+
+def decoded_frames():
+    """(path, dataset, frame index, frame) for every frame pydicom decodes among grayscale_image_files(),
+    multi-frame instances expanded, frames in native byte order. Files pydicom cannot decode are skipped
+    (they are the dicom_io tests' business)."""
+    import warnings
+
+    for path in grayscale_image_files():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path)
+                arr = ds.pixel_array
+        except Exception:
+            continue
+        for i, frame in enumerate(arr.reshape((-1,) + arr.shape[-2:])):
+            yield path, ds, i, frame.astype(frame.dtype.newbyteorder("="))

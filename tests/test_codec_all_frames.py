@@ -8,16 +8,14 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
-import pydicom
 import pytest
 
 from codec import api
 from codec.modes import Mode
-from tests.realdata import grayscale_image_files
+from tests.realdata import decoded_frames
 
 KS = (0, 1, 2, 4)
 
@@ -25,27 +23,17 @@ KS = (0, 1, 2, 4)
 @lru_cache(maxsize=1)
 def real_frames() -> tuple:
     out, seen = [], set()
-    for path in grayscale_image_files():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path)
-                arr = ds.pixel_array
-        except Exception:
-            continue  # files pydicom cannot decode are the dicom_io tests' business
+    for path, ds, i, frame in decoded_frames():
         bits, signed = int(ds.BitsStored), bool(int(ds.get("PixelRepresentation", 0)))
-        arr = arr.reshape((-1,) + arr.shape[-2:])
-        for i, frame in enumerate(arr):
-            frame = frame.astype(frame.dtype.newbyteorder("="))
-            fb, fs = bits, signed
-            lo, hi = api.value_range(bits, signed)
-            if frame.min() < lo or frame.max() > hi:  # header and pixels disagree: use the dtype's own range
-                fb, fs = frame.dtype.itemsize * 8, frame.dtype.kind == "i"
-            key = (frame.dtype.str, frame.shape, hash(frame.tobytes()), fb, fs)
-            if key in seen:  # the same pixels in another transfer syntax: once is enough end to end
-                continue
-            seen.add(key)
-            out.append((f"{path.name}[{i}]", frame, fb, fs))
+        fb, fs = bits, signed
+        lo, hi = api.value_range(bits, signed)
+        if frame.min() < lo or frame.max() > hi:  # header and pixels disagree: use the dtype's own range
+            fb, fs = frame.dtype.itemsize * 8, frame.dtype.kind == "i"
+        key = (frame.dtype.str, frame.shape, hash(frame.tobytes()), fb, fs)
+        if key in seen:  # the same pixels in another transfer syntax: once is enough end to end
+            continue
+        seen.add(key)
+        out.append((f"{path.name}[{i}]", frame, fb, fs))
     return tuple(out)
 
 

@@ -134,11 +134,14 @@ def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model, tiles.Grid]
         head = bitstream.parse_header(payload)
     except bitstream.BitstreamError as exc:
         raise CodecError(str(exc)) from None
-    model = _model()
-    if head.model_hash != model.hash8:
+    try:
+        model = engine.model_for_hash(head.model_hash)
+    except engine.ModelError as exc:
+        raise CodecError(str(exc)) from None
+    if model is None:
         raise CodecError(
-            f"payload was encoded by model {head.model_hash.hex()}, this codec is {model.identity}: "
-            "decode it with the weights it was made with"
+            f"payload was encoded by model {head.model_hash.hex()}, which is not among the weights here "
+            f"(current: {_model().identity}): put its weights file in {engine.WEIGHTS_DIR}"
         )
     try:
         grid = tiles.Grid(head.rows, head.cols, head.tile)

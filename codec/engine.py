@@ -166,6 +166,36 @@ def load_model(path: str | None = None) -> Model:
     return Model(Path(path) if path else DEFAULT_WEIGHTS)
 
 
+def _search_dirs() -> list[Path]:
+    dirs = [WEIGHTS_DIR]
+    override = os.environ.get("MEDZIP_CODEC_WEIGHTS")
+    if override:
+        dirs.insert(0, Path(override).parent)
+    return dirs
+
+
+@lru_cache(maxsize=64)
+def _file_hash8(path: str, mtime_ns: int, size: int) -> bytes:
+    return bytes.fromhex(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16])
+
+
+def model_for_hash(hash8: bytes) -> Model | None:
+    """The model a payload names: the current weights, or an older weights file kept beside them (codec/weights/,
+    or the folder of MEDZIP_CODEC_WEIGHTS), so that archives written before a retrain still decode. None if absent."""
+    current = load_model()
+    if current.hash8 == hash8:
+        return current
+    for folder in _search_dirs():
+        for path in sorted(folder.glob("*.npz")):
+            st = path.stat()
+            if _file_hash8(str(path), st.st_mtime_ns, st.st_size) == hash8:
+                try:
+                    return load_model(str(path))
+                except (ModelError, KeyError, ValueError):
+                    continue  # an npz there that is not codec weights
+    return None
+
+
 def encode_latents(model: Model, x: np.ndarray, grid: tiles.Grid, q: int) -> tuple[np.ndarray, list[bytes]]:
     """Normalised slice x (H, W) float32 -> (integer latent map on the tile grid, one coded chunk per tile)."""
     win = tiles.analysis_windows(x, grid)

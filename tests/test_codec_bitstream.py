@@ -50,6 +50,34 @@ def test_other_model_refused(payloads):
         api.decode(bad)
 
 
+def _weights_variant(path, tag: str) -> None:
+    """The shipped weights with one extra array: a different file (hash) that decodes the same way."""
+    with np.load(engine.DEFAULT_WEIGHTS) as d:
+        arrays = {k: d[k] for k in d.files}
+    np.savez_compressed(path, **arrays, variant=np.frombuffer(tag.encode(), np.uint8))
+
+
+def test_payload_of_older_weights_decodes_after_a_retrain(frame, tmp_path, monkeypatch):
+    old, new = tmp_path / "medzip-old.npz", tmp_path / "medzip-new.npz"
+    _weights_variant(old, "old")
+    _weights_variant(new, "new")
+    try:
+        monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(old))
+        engine.load_model.cache_clear()
+        payload = api.encode(frame, Mode.parse("lossless"), 12, False)
+        assert api.payload_info(payload)["model_hash"] == engine.load_model().sha256[:16]
+        monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(new))  # "retrained": new weights, old file kept beside
+        engine.load_model.cache_clear()
+        assert api.payload_info(payload)["model_hash"] != engine.load_model().sha256[:16]
+        assert np.array_equal(api.decode(payload), frame)
+        old.unlink()  # the old weights gone: refused, naming the model
+        with pytest.raises(api.CodecError, match="not among the weights here"):
+            api.decode(payload)
+    finally:
+        monkeypatch.delenv("MEDZIP_CODEC_WEIGHTS")
+        engine.load_model.cache_clear()
+
+
 def test_other_version_refused(payloads):
     bad = _patch(payloads["lossless"], 4, bytes([bitstream.FORMAT_VERSION + 1]))
     with pytest.raises(api.CodecError, match="format version"):

@@ -21,6 +21,9 @@ import numpy as np
 
 DEFAULT_LAMBDAS = (0.01, 0.04, 0.16, 0.64, 2.56)
 PATCH = 128
+# Share of flat patches (std < 0.005, CT air/padding) kept. Slices are 20-40 % background; a model that never sees
+# it reconstructs it with noise of a few hundred stored values (measured on the v1 weights, which kept 0.1).
+FLAT_KEEP = 0.5
 
 
 def normalise(v: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -80,6 +83,21 @@ def load_slices(paths: Iterable[Path], min_size: int = PATCH, log: Callable[[str
     return out
 
 
+def _describe(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    import hashlib
+
+    return {"file": Path(path).name, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def load_float_weights(path: Path) -> dict:
+    """Float weights from a training checkpoint (float_weights.npz) or a shipped codec weights file (float/...)."""
+    d = dict(np.load(path))
+    shipped = {k[len("float/"):]: v for k, v in d.items() if k.startswith("float/")}
+    return shipped or d
+
+
 class PatchSampler:
     def __init__(self, slices: Sequence[np.ndarray], seed: int, patch: int = PATCH):
         self.slices = list(slices)
@@ -96,7 +114,7 @@ class PatchSampler:
             i = self.rng.integers(0, s.shape[0] - self.patch + 1)
             j = self.rng.integers(0, s.shape[1] - self.patch + 1)
             t = s[i : i + self.patch, j : j + self.patch]
-            if t.std() < 0.005 and self.rng.random() < 0.9:  # mostly skip flat background
+            if t.std() < 0.005 and self.rng.random() >= FLAT_KEEP:
                 continue
             if self.rng.random() < 0.5:
                 t = t[:, ::-1]
@@ -119,6 +137,7 @@ def train(
     init_weights: Path | None = None,
     checkpoint_every: int = 250,
     time_limit_s: float | None = None,
+    ste_fraction: float = 0.1,
 ) -> Path:
     """Train; write out_dir/float_weights.npz, train_log.jsonl, train_meta.json and the codec weights file
     out_dir/medzip-hp-v1.npz (use it with MEDZIP_CODEC_WEIGHTS=...). Returns the codec weights path.
@@ -143,7 +162,7 @@ def train(
     sampler = PatchSampler(slices, seed)
     net = cm.Codec()
     if init_weights:
-        net.load_weights_dict(dict(np.load(init_weights)))
+        net.load_weights_dict(load_float_weights(init_weights))
     lam = tf.constant(np.asarray(lambdas, np.float32))
     sched = keras.optimizers.schedules.PiecewiseConstantDecay([int(steps * 0.8)], [lr, lr / 10])
     opt = keras.optimizers.Adam(learning_rate=sched, clipnorm=1.0)
@@ -151,10 +170,14 @@ def train(
     opt.build(variables)
     pixels = float(PATCH * PATCH)
 
+    # The synthesis trains on y + noise, then on round(y) (straight-through) for the last ste_fraction of the
+    # steps, so it ends matched to what the decoder sees (model.Codec.train_forward says why not throughout).
+    ste_from = int(steps * (1.0 - ste_fraction))
+
     @tf.function
-    def step(x, q, ny, nz):
+    def step(x, q, ny, nz, noisy):
         with tf.GradientTape() as tape:
-            x_hat, bits_y, bits_z = net.train_forward(x, q, ny, nz)
+            x_hat, bits_y, bits_z = net.train_forward(x, q, ny, nz, noisy_synthesis=noisy)
             bpp = (bits_y + bits_z) / pixels
             d = 255.0**2 * tf.reduce_mean(tf.square(x - x_hat), axis=(1, 2, 3))
             loss = tf.reduce_mean(bpp + tf.gather(lam, q) * d)
@@ -173,7 +196,7 @@ def train(
             q = rng.integers(0, cm.Q, size=batch).astype(np.int32)
             ny = rng.uniform(-0.5, 0.5, (batch, PATCH // 16, PATCH // 16, cm.M)).astype(np.float32)
             nz = rng.uniform(-0.5, 0.5, (batch, PATCH // 64, PATCH // 64, cm.NZ)).astype(np.float32)
-            loss, bpp, d = step(tf.constant(x), tf.constant(q), tf.constant(ny), tf.constant(nz))
+            loss, bpp, d = step(tf.constant(x), tf.constant(q), tf.constant(ny), tf.constant(nz), it <= ste_from)
             for qi, b, di in zip(q, bpp.numpy(), d.numpy()):
                 acc[int(qi)].append((b, di))
             done = it == steps or (time_limit_s is not None and time.time() - t0 > time_limit_s)
@@ -195,7 +218,9 @@ def train(
             if done:
                 break
     meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
-            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1)}
+            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP,
+            "ste_from_step": ste_from,
+            "init_weights": _describe(init_weights)}
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
     from codec.export import MODEL_NAME, export
 
@@ -213,7 +238,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--time-limit", type=float, default=None)
-    ap.add_argument("--init", type=Path, default=None)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from these weights (a float_weights.npz checkpoint or a shipped codec weights file)")
     ap.add_argument("--default-split", action="store_true", help="train on codec.split.training_files()")
     a = ap.parse_args(argv)
     files = a.files

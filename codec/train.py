@@ -6,8 +6,9 @@ Rate is in bits per pixel (latents + hyper-latents). Distortion D = 255^2 * MSE(
 10 log10(255^2 / D); the DESIGN.md PSNR of a slice follows as that + 20 log10((2^BitsStored - 1) / (hi - lo)).
 One model serves all rate points: per-sample rate point q, gain units, loss = bpp + lambda_q * D.
 
-The training loop uses the TensorFlow backend (GPU when TensorFlow sees one, else the CPU); the model itself is
-keras.ops only. `python -m codec.train OUT_DIR --steps N FILES...` or `train(...)` from Python.
+The training step (codec/train_step.py) runs under the TensorFlow backend by default, or under JAX with
+KERAS_BACKEND=jax (a GPU machine with JAX but no TensorFlow); GPU when the backend sees one, else the CPU. The model
+itself is keras.ops only. `python -m codec.train OUT_DIR --steps N FILES...` or `train(...)` from Python.
 """
 from __future__ import annotations
 
@@ -144,16 +145,19 @@ def train(
     Paths may be files or folders (recursed); files that are not grayscale DICOM images are skipped."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
-    import tensorflow as tf
 
     from codec import model as cm
+    from codec.train_step import make_step
 
     if len(lambdas) != cm.Q:
         raise ValueError(f"need {cm.Q} lambdas (one per rate point), got {len(lambdas)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()  # same seed + files + TF version -> same weights
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # same seed + files + TF version -> same weights
     paths = expand_paths(paths)
     progress = progress or _print_progress
     slices = load_slices(paths)
@@ -163,7 +167,6 @@ def train(
     net = cm.Codec()
     if init_weights:
         net.load_weights_dict(load_float_weights(init_weights))
-    lam = tf.constant(np.asarray(lambdas, np.float32))
     sched = keras.optimizers.schedules.PiecewiseConstantDecay([int(steps * 0.8)], [lr, lr / 10])
     opt = keras.optimizers.Adam(learning_rate=sched, clipnorm=1.0)
     variables = net.trainable_variables
@@ -174,16 +177,7 @@ def train(
     # steps, so it ends matched to what the decoder sees (model.Codec.train_forward says why not throughout).
     ste_from = int(steps * (1.0 - ste_fraction))
 
-    @tf.function
-    def step(x, q, ny, nz, noisy):
-        with tf.GradientTape() as tape:
-            x_hat, bits_y, bits_z = net.train_forward(x, q, ny, nz, noisy_synthesis=noisy)
-            bpp = (bits_y + bits_z) / pixels
-            d = 255.0**2 * tf.reduce_mean(tf.square(x - x_hat), axis=(1, 2, 3))
-            loss = tf.reduce_mean(bpp + tf.gather(lam, q) * d)
-        grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
-        return loss, bpp, d
+    step = make_step(net, opt, variables, lambdas, pixels)
 
     rng = np.random.default_rng(seed + 1)
     log_path = out_dir / "train_log.jsonl"
@@ -196,8 +190,8 @@ def train(
             q = rng.integers(0, cm.Q, size=batch).astype(np.int32)
             ny = rng.uniform(-0.5, 0.5, (batch, PATCH // 16, PATCH // 16, cm.M)).astype(np.float32)
             nz = rng.uniform(-0.5, 0.5, (batch, PATCH // 64, PATCH // 64, cm.NZ)).astype(np.float32)
-            loss, bpp, d = step(tf.constant(x), tf.constant(q), tf.constant(ny), tf.constant(nz), it <= ste_from)
-            for qi, b, di in zip(q, bpp.numpy(), d.numpy()):
+            loss, bpp, d = step(x, q, ny, nz, it <= ste_from)
+            for qi, b, di in zip(q, bpp, d):
                 acc[int(qi)].append((b, di))
             done = it == steps or (time_limit_s is not None and time.time() - t0 > time_limit_s)
             if it % 50 == 0 or done:
@@ -212,13 +206,14 @@ def train(
                 if progress:
                     progress(it, steps, rec)
             if it % checkpoint_every == 0 or done:
+                step.sync()
                 tmp = out_dir / "float_weights.tmp.npz"
                 np.savez(tmp, **net.weights_dict())
                 os.replace(tmp, wpath)
             if done:
                 break
     meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
-            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP,
+            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP, "backend": keras.backend.backend(),
             "ste_from_step": ste_from,
             "init_weights": _describe(init_weights)}
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))

@@ -272,13 +272,19 @@ def bench(
 def train(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders to train on.", exists=True)],
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the trained weights.")] = Path("trained"),
-    steps: Annotated[int, typer.Option(help="Training steps per rate point.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Optimisation steps (each sample draws its rate point).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (training is reproducible for a given seed).")] = 0,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (a tenth of it for the last 20% of the steps).")] = 1e-3,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights (a shipped weights file or a "
+                                                      "float_weights.npz checkpoint).", exists=True)] = None,
+    time_limit: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
 ) -> None:
-    """Retrain the codec on DICOM files (GPU when TensorFlow sees one, else CPU)."""
+    """Retrain the codec on DICOM files: TensorFlow backend by default, JAX with KERAS_BACKEND=jax; GPU when the
+    backend sees one, else CPU. Progress goes to stderr; the codec weights file is printed at the end."""
     from codec.train import train as run_training
 
-    run_training(paths, out_dir, steps=steps, seed=seed)
+    weights = run_training(paths, out_dir, steps=steps, seed=seed, lr=lr, init_weights=init, time_limit_s=time_limit)
+    typer.echo(f"codec weights: {weights} (try them with MEDZIP_CODEC_WEIGHTS={weights})")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -18,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
 
-def _train(out: Path, backend: str, seed: int = 5, steps: int = 3) -> Path:
+def _train(out: Path, backend: str, seed: int = 5, steps: int = 3, cli: bool = False) -> Path:
+    """`python -m codec.train OUT FILE ...`, or the same run through `medzip train FILE --out OUT ...`."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "codec.train", str(out), str(CT_SMALL), "--steps", str(steps), "--seed", str(seed),
+    where = ["-m", "flows.cli", "train", str(CT_SMALL), "--out", str(out)] if cli else \
+        ["-m", "codec.train", str(out), str(CT_SMALL)]
+    cmd = [sys.executable, *where, "--steps", str(steps), "--seed", str(seed), "--lr", "0.001",
            "--init", str(engine.DEFAULT_WEIGHTS)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,7 +43,7 @@ def shipped_floats():
 
 def test_same_seed_same_weights_under_tensorflow(tmp_path, shipped_floats):
     a = _floats(_train(tmp_path / "a", "tensorflow") / "float_weights.npz")
-    b = _floats(_train(tmp_path / "b", "tensorflow") / "float_weights.npz")
+    b = _floats(_train(tmp_path / "b", "tensorflow", cli=True) / "float_weights.npz")  # medzip train, same run
     assert a.keys() == b.keys() == shipped_floats.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert any(not np.array_equal(a[k], shipped_floats[k]) for k in a)  # the steps did move the weights

@@ -128,21 +128,21 @@ def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int
     return [encode(f, mode, bits_stored, signed) for f in frames]
 
 
-def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model, tiles.Grid]:
+def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model | None, tiles.Grid]:
     payload = bytes(payload)
     try:
         head = bitstream.parse_header(payload)
     except bitstream.BitstreamError as exc:
         raise CodecError(str(exc)) from None
-    try:
+    model = None
+    if not (head.rate_point == NO_LATENTS and head.mode_kind != "lossy"):  # residual-only payloads need no model
         model = engine.model_for_hash(head.model_hash)
-    except engine.ModelError as exc:
-        raise CodecError(str(exc)) from None
-    if model is None:
-        raise CodecError(
-            f"payload was encoded by model {head.model_hash.hex()}, which is not among the weights here "
-            f"(current: {_model().identity}): put its weights file in {engine.WEIGHTS_DIR}"
-        )
+        if model is None or model.hash8 != head.model_hash:
+            raise CodecError(
+                f"payload was encoded by model {head.model_hash.hex()}, which is not among the weights here "
+                f"(searched {', '.join(str(d) for d in engine.search_dirs())}): put that weights file in one of "
+                "them or in a folder named by MEDZIP_CODEC_WEIGHTS_PATH"
+            )
     try:
         grid = tiles.Grid(head.rows, head.cols, head.tile)
         p = bitstream.unpack(payload, lambda h: 0 if h.rate_point == NO_LATENTS else grid.n_tiles)
@@ -178,7 +178,7 @@ def decode(payload: bytes, exact: bool = True) -> np.ndarray:
     except TypeError:
         raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
     no_latents = h.rate_point == NO_LATENTS and h.mode_kind != "lossy"
-    if (h.rate_point >= model.Q and not no_latents) or h.hi <= h.lo:
+    if (not no_latents and h.rate_point >= model.Q) or h.hi <= h.lo:
         raise CodecError("corrupted header: rate point or normalisation out of range")
     if no_latents:
         recon = _flat_recon((h.rows, h.cols), h.lo, vmin, vmax)

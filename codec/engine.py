@@ -20,7 +20,7 @@ from codec import entropy, fixed, tiles
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "medzip-hp-v1.npz"
-SYN_BATCH = 4  # tiles per synthesis call (bounds memory: ~4 x 320^2 x 16 ch x 9 float64 im2col)
+SYN_BATCH = 4  # tiles per synthesis call (bounds memory: activations of 4 tiles, im2col of one)
 
 
 class ModelError(RuntimeError):
@@ -166,11 +166,15 @@ def load_model(path: str | None = None) -> Model:
     return Model(Path(path) if path else DEFAULT_WEIGHTS)
 
 
-def _search_dirs() -> list[Path]:
-    dirs = [WEIGHTS_DIR]
+def search_dirs() -> list[Path]:
+    """Where decoding looks for the weights a payload names: the folders in MEDZIP_CODEC_WEIGHTS_PATH (os.pathsep-
+    separated; decode only, e.g. a site folder of retired weights that survives a reinstall), the folder of
+    MEDZIP_CODEC_WEIGHTS, then codec/weights/."""
+    dirs = [Path(d) for d in os.environ.get("MEDZIP_CODEC_WEIGHTS_PATH", "").split(os.pathsep) if d]
     override = os.environ.get("MEDZIP_CODEC_WEIGHTS")
     if override:
-        dirs.insert(0, Path(override).parent)
+        dirs.append(Path(override).parent)
+    dirs.append(WEIGHTS_DIR)
     return dirs
 
 
@@ -179,20 +183,33 @@ def _file_hash8(path: str, mtime_ns: int, size: int) -> bytes:
     return bytes.fromhex(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16])
 
 
+@lru_cache(maxsize=16)
+def _model_file(path: str, mtime_ns: int, size: int) -> Model:
+    return Model(Path(path))  # keyed on the file's state: a file replaced in place is loaded again
+
+
 def model_for_hash(hash8: bytes) -> Model | None:
-    """The model a payload names: the current weights, or an older weights file kept beside them (codec/weights/,
-    or the folder of MEDZIP_CODEC_WEIGHTS), so that archives written before a retrain still decode. None if absent."""
-    current = load_model()
-    if current.hash8 == hash8:
-        return current
-    for folder in _search_dirs():
-        for path in sorted(folder.glob("*.npz")):
-            st = path.stat()
-            if _file_hash8(str(path), st.st_mtime_ns, st.st_size) == hash8:
-                try:
-                    return load_model(str(path))
-                except (ModelError, KeyError, ValueError):
-                    continue  # an npz there that is not codec weights
+    """The model a payload names: the current weights, or another weights file kept in search_dirs(), so that
+    archives written before a retrain still decode. None if no file there has that hash."""
+    try:
+        current = load_model()
+        if current.hash8 == hash8:
+            return current
+    except ModelError:
+        pass  # a broken current setting must not block payloads whose own weights are present
+    for folder in search_dirs():
+        for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+            try:
+                if not path.is_file():
+                    continue
+                st = path.stat()
+                if _file_hash8(str(path), st.st_mtime_ns, st.st_size) != hash8:
+                    continue
+                model = _model_file(str(path), st.st_mtime_ns, st.st_size)
+            except (OSError, ModelError, KeyError, ValueError):
+                continue  # vanished, unreadable, or an npz that is not codec weights
+            if model.hash8 == hash8:
+                return model
     return None
 
 

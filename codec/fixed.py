@@ -96,7 +96,8 @@ def to_fixed(ints: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
 
 def hyper_synthesis(z: np.ndarray, net: dict) -> np.ndarray:
     """Integer z (B, h, w, NZ) -> log sigma as integers at scale 2**FA, (B, 4h, 4w, M)."""
-    a = to_fixed(np.clip(z, -(1 << 20), 1 << 20))
+    zmax = int(ACT_MAX) >> FA  # saturate like every activation, so the export's exactness bound covers z too
+    a = to_fixed(np.clip(z, -zmax, zmax))
     a = relu(depth_to_space(conv3x3(a, net["hs_conv0"])))
     a = relu(depth_to_space(conv3x3(a, net["hs_conv1"])))
     return conv3x3(a, net["hs_conv2"])

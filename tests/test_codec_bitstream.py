@@ -50,32 +50,66 @@ def test_other_model_refused(payloads):
         api.decode(bad)
 
 
-def _weights_variant(path, tag: str) -> None:
-    """The shipped weights with one extra array: a different file (hash) that decodes the same way."""
+def _weights_variant(path, shift: float = 0.0) -> None:
+    """The shipped weights, the exact synthesis' last bias shifted by `shift` (0: same decoder, another file)."""
     with np.load(engine.DEFAULT_WEIGHTS) as d:
         arrays = {k: d[k] for k in d.files}
-    np.savez_compressed(path, **arrays, variant=np.frombuffer(tag.encode(), np.uint8))
+    arrays["fx/gs_conv3/b"] = arrays["fx/gs_conv3/b"] + shift * 2.0 ** 30
+    arrays["variant"] = np.frombuffer(f"{path.name}:{shift}".encode(), np.uint8)
+    np.savez_compressed(path, **arrays)
 
 
-def test_payload_of_older_weights_decodes_after_a_retrain(frame, tmp_path, monkeypatch):
+@pytest.fixture
+def weights_env(monkeypatch):
+    """Switch the current weights (MEDZIP_CODEC_WEIGHTS) within a test; restores the shipped ones after."""
+
+    def use(path):
+        monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(path))
+        engine.load_model.cache_clear()
+
+    yield use
+    engine.load_model.cache_clear()  # monkeypatch then restores the environment
+
+
+def test_payload_of_older_weights_decodes_with_them_after_a_retrain(frame, tmp_path, weights_env):
     old, new = tmp_path / "medzip-old.npz", tmp_path / "medzip-new.npz"
-    _weights_variant(old, "old")
-    _weights_variant(new, "new")
-    try:
-        monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(old))
-        engine.load_model.cache_clear()
-        payload = api.encode(frame, Mode.parse("lossless"), 12, False)
-        assert api.payload_info(payload)["model_hash"] == engine.load_model().sha256[:16]
-        monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(new))  # "retrained": new weights, old file kept beside
-        engine.load_model.cache_clear()
-        assert api.payload_info(payload)["model_hash"] != engine.load_model().sha256[:16]
-        assert np.array_equal(api.decode(payload), frame)
-        old.unlink()  # the old weights gone: refused, naming the model
-        with pytest.raises(api.CodecError, match="not among the weights here"):
-            api.decode(payload)
-    finally:
-        monkeypatch.delenv("MEDZIP_CODEC_WEIGHTS")
-        engine.load_model.cache_clear()
+    _weights_variant(old)
+    _weights_variant(new, shift=0.05)
+    weights_env(old)
+    payload = api.encode(frame, Mode.parse("lossy:2"), 12, False)
+    with_old = api.decode(payload)
+    weights_env(new)  # "retrained": the current weights change, the old file stays beside them
+    assert api.payload_info(payload)["model_hash"] != engine.load_model().sha256[:16]
+    with_new = api.decode(api.encode(frame, Mode.parse("lossy:2"), 12, False))
+    assert not np.array_equal(with_new, with_old)  # the two models really decode differently
+    assert np.array_equal(api.decode(payload), with_old)
+    # clutter beside the weights is skipped: a foreign npz, a folder named like one, a dangling link
+    np.savez(tmp_path / "not-weights.npz", a=np.zeros(3))
+    (tmp_path / "folder.npz").mkdir()
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "missing.npz")
+    assert np.array_equal(api.decode(payload), with_old)
+    _weights_variant(old, shift=0.05)  # the old file replaced in place: no longer the payload's model
+    with pytest.raises(api.CodecError, match="not among the weights here"):
+        api.decode(payload)
+
+
+def test_decode_only_folder_and_residual_only_payloads(frame, tmp_path, weights_env, monkeypatch):
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    site.mkdir()
+    elsewhere.mkdir()
+    _weights_variant(site / "medzip-site.npz", shift=0.05)
+    weights_env(site / "medzip-site.npz")
+    lossy = api.encode(frame, Mode.parse("lossy:2"), 12, False)
+    expected = api.decode(lossy)
+    residual_only = api.encode(frame, Mode.parse("lossless"), 12, False)
+    assert api.payload_info(residual_only)["latents"] is False  # this frame's lossless payload carries none
+    _weights_variant(elsewhere / "medzip-current.npz", shift=-0.05)
+    weights_env(elsewhere / "medzip-current.npz")
+    with pytest.raises(api.CodecError, match="MEDZIP_CODEC_WEIGHTS_PATH"):
+        api.decode(lossy)
+    assert np.array_equal(api.decode(residual_only), frame)  # needs no model at all
+    monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS_PATH", str(site))
+    assert np.array_equal(api.decode(lossy), expected)
 
 
 def test_other_version_refused(payloads):

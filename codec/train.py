@@ -94,7 +94,8 @@ def _describe(path: Path | None) -> dict | None:
 
 def load_float_weights(path: Path) -> dict:
     """Float weights from a training checkpoint (float_weights.npz) or a shipped codec weights file (float/...)."""
-    d = dict(np.load(path))
+    with np.load(path) as f:
+        d = {k: f[k] for k in f.files}
     shipped = {k[len("float/"):]: v for k, v in d.items() if k.startswith("float/")}
     return shipped or d
 
@@ -214,8 +215,14 @@ def train(
                 break
     meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
             "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP, "backend": keras.backend.backend(),
-            "ste_from_step": ste_from,
+            "ste_after_step": ste_from, "ste_steps_done": max(0, it - ste_from),
             "init_weights": _describe(init_weights)}
+    if it < steps:
+        import sys
+
+        print(f"time limit reached at step {it} of {steps}: the learning-rate drop (step {int(steps * 0.8)}) and "
+              f"the rounding phase (after step {ste_from}) ran for {max(0, it - int(steps * 0.8))} and "
+              f"{max(0, it - ste_from)} steps; see train_meta.json", file=sys.stderr)
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
     from codec.export import MODEL_NAME, export
 

@@ -270,8 +270,10 @@ def bench(
 
 @app.command()
 def train(
-    paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders to train on.", exists=True)],
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="DICOM files or folders to train on.", exists=True)] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the trained weights.")] = Path("trained"),
+    default_split: Annotated[bool, typer.Option("--default-split", help="Train on the bundled real images outside "
+                                                "the validation split (codec/split.py), as the shipped weights.")] = False,
     steps: Annotated[int, typer.Option(help="Optimisation steps (each sample draws its rate point).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed (training is reproducible for a given seed).")] = 0,
     lr: Annotated[float, typer.Option(help="Adam learning rate (a tenth of it for the last 20% of the steps).")] = 1e-3,
@@ -283,6 +285,12 @@ def train(
     backend sees one, else CPU. Progress goes to stderr; the codec weights file is printed at the end."""
     from codec.train import train as run_training
 
+    if default_split:
+        from codec.split import training_files
+
+        paths = [*(paths or []), *training_files()]
+    if not paths:
+        raise typer.BadParameter("give DICOM files or folders to train on, or --default-split")
     weights = run_training(paths, out_dir, steps=steps, seed=seed, lr=lr, init_weights=init, time_limit_s=time_limit)
     typer.echo(f"codec weights: {weights} (try them with MEDZIP_CODEC_WEIGHTS={weights})")
 

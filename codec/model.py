@@ -142,8 +142,11 @@ class RatePoints(layers.Layer):
         )
 
     def call(self, q):
-        g = ops.exp(ops.take(self.log_gain, q, axis=0))
-        ig = ops.exp(ops.take(self.log_inv_gain, q, axis=0))
+        # one_hot @ table, not take(): under TensorFlow take() yields a sparse (IndexedSlices) gradient with
+        # repeated rows, which Keras' Adam applies wrongly (a row moved 0.00012 where dense Adam moves 0.003).
+        pick = ops.one_hot(q, Q)
+        g = ops.exp(ops.matmul(pick, self.log_gain))
+        ig = ops.exp(ops.matmul(pick, self.log_inv_gain))
         return g[:, None, None, :], ig[:, None, None, :]
 
 
@@ -230,9 +233,8 @@ class Codec:
         """Returns (x_hat, bits_y per sample, bits_z per sample); noise_* are U(-1/2,1/2) samples.
 
         noisy_synthesis: the synthesis sees y + noise (Ballé et al. 2018), so the distortion feels the quantisation
-        step and the gains learn to refine it. With False it sees round(y) through a straight-through gradient,
-        which matches decoding but is blind to the step: the v1 weights, trained that way, kept their initial gains
-        and plateaued near 34 dB slice-range PSNR at every rate point. Use False only to fine-tune at the end."""
+        step. With False it sees round(y) through a straight-through gradient, which matches decoding but is blind
+        to the step; training uses it only for the final steps (codec/train.py)."""
         g, ig = self.rates(q)
         y = self.g_a(x) * g
         z = self.h_a(y)

@@ -128,6 +128,11 @@ def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int
     return [encode(f, mode, bits_stored, signed) for f in frames]
 
 
+def _residual_only(h: bitstream.Header) -> bool:
+    """A near-lossless/lossless payload without latents: a flat reconstruction plus the residual, no model."""
+    return h.rate_point == NO_LATENTS and h.mode_kind != "lossy"
+
+
 def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model | None, tiles.Grid]:
     payload = bytes(payload)
     try:
@@ -135,7 +140,7 @@ def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model | None, tile
     except bitstream.BitstreamError as exc:
         raise CodecError(str(exc)) from None
     model = None
-    if not (head.rate_point == NO_LATENTS and head.mode_kind != "lossy"):  # residual-only payloads need no model
+    if not _residual_only(head):
         model = engine.model_for_hash(head.model_hash)
         if model is None or model.hash8 != head.model_hash:
             raise CodecError(
@@ -177,7 +182,7 @@ def decode(payload: bytes, exact: bool = True) -> np.ndarray:
         dtype = np.dtype(h.dtype)
     except TypeError:
         raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
-    no_latents = h.rate_point == NO_LATENTS and h.mode_kind != "lossy"
+    no_latents = _residual_only(h)
     if (not no_latents and h.rate_point >= model.Q) or h.hi <= h.lo:
         raise CodecError("corrupted header: rate point or normalisation out of range")
     if no_latents:

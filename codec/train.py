@@ -168,7 +168,8 @@ def train(
     net = cm.Codec()
     if init_weights:
         net.load_weights_dict(load_float_weights(init_weights))
-    sched = keras.optimizers.schedules.PiecewiseConstantDecay([int(steps * 0.8)], [lr, lr / 10])
+    lr_drop = int(steps * 0.8)
+    sched = keras.optimizers.schedules.PiecewiseConstantDecay([lr_drop], [lr, lr / 10])
     opt = keras.optimizers.Adam(learning_rate=sched, clipnorm=1.0)
     variables = net.trainable_variables
     opt.build(variables)
@@ -213,16 +214,17 @@ def train(
                 os.replace(tmp, wpath)
             if done:
                 break
+    ste_done = max(0, it - ste_from)
     meta = {"steps_done": it, "seed": seed, "lambdas": list(lambdas), "batch": batch, "patch": PATCH, "lr": lr,
-            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP, "backend": keras.backend.backend(),
-            "ste_after_step": ste_from, "ste_steps_done": max(0, it - ste_from),
+            "train_files": [str(p) for p in paths], "elapsed_s": round(time.time() - t0, 1), "flat_keep": FLAT_KEEP,
+            "backend": keras.backend.backend(), "ste_after_step": ste_from, "ste_steps_done": ste_done,
             "init_weights": _describe(init_weights)}
     if it < steps:
         import sys
 
-        print(f"time limit reached at step {it} of {steps}: the learning-rate drop (step {int(steps * 0.8)}) and "
-              f"the rounding phase (after step {ste_from}) ran for {max(0, it - int(steps * 0.8))} and "
-              f"{max(0, it - ste_from)} steps; see train_meta.json", file=sys.stderr)
+        print(f"time limit reached at step {it} of {steps}: the learning-rate drop (step {lr_drop}) and the rounding "
+              f"phase (after step {ste_from}) ran for {max(0, it - lr_drop)} and {ste_done} steps; see "
+              "train_meta.json", file=sys.stderr)
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
     from codec.export import MODEL_NAME, export
 

@@ -13,6 +13,7 @@ import pydicom
 import pytest
 
 from codec import api, engine, metrics
+from codec.train import load_float_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
@@ -37,8 +38,7 @@ def _floats(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def shipped_floats():
-    with np.load(engine.DEFAULT_WEIGHTS) as d:
-        return {k[len("float/"):]: d[k] for k in d.files if k.startswith("float/")}
+    return load_float_weights(engine.DEFAULT_WEIGHTS)
 
 
 def test_same_seed_same_weights_under_tensorflow(tmp_path, shipped_floats):

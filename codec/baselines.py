@@ -23,7 +23,7 @@ import imagecodecs
 import jpeg_ls
 import numpy as np
 
-from codec import metrics
+from quality import metrics
 
 
 class AnchorError(ValueError):

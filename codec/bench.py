@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from codec import baselines, metrics
+from codec import baselines
+from quality import metrics
 from codec.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate  # noqa: F401  (public via codec.bench)
 from codec.bench_report import (  # noqa: F401  (public via codec.bench)
     OURS, _frame_key, bd_table, curves, latency_at, matched_rate_gains, plot, print_summary, summary_rows,

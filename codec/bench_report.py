@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from codec import metrics
+from quality import metrics
 from codec.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate
 
 OURS = "medzip"

@@ -3,7 +3,7 @@
 Normalisation (the same in training and in the codec): each slice is mapped to x = (v - lo) / (hi - lo) with lo/hi
 the slice's min/max stored value (recorded in the bitstream), so 12-bit data stored in 16 bits is not squashed.
 Rate is in bits per pixel (latents + hyper-latents). Distortion D = 255^2 * MSE(x, x_hat): the slice-range PSNR is
-10 log10(255^2 / D); the DESIGN.md PSNR of a slice follows as that + 20 log10((2^BitsStored - 1) / (hi - lo)).
+10 log10(255^2 / D); the docs/design.md PSNR of a slice follows as that + 20 log10((2^BitsStored - 1) / (hi - lo)).
 One model serves all rate points: per-sample rate point q, gain units, loss = bpp + lambda_q * D.
 
 The training step (codec/train_step.py) runs under the TensorFlow backend by default, or under JAX with

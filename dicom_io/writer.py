@@ -48,7 +48,7 @@ _ENCAPSULATION_TAGS = (0x7FE00000, 0x7FE00001, 0x7FE00002)  # group length, Exte
 class LossyInfo:
     """The decoded pixels differ from the originals: how (for the labelling)."""
 
-    ratio: float  # compression ratio of this instance's pixels (DESIGN.md definition)
+    ratio: float  # compression ratio of this instance's pixels (docs/design.md definition)
     method: str = LOSSY_METHOD
 
 

@@ -1,5 +1,5 @@
 """The archive flow: ingest → normalize/tile/compress (codec) → archive (temporary file) → verify from the file →
-escalate failing slices → release or quarantine. See DESIGN.md, "The path of one study"."""
+escalate failing slices → release or quarantine. See docs/design.md, "The path of one study"."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""The escalation ladder of DESIGN.md: a slice failing its gate is re-encoded at the next stricter mode.
+"""The escalation ladder of docs/design.md: a slice failing its gate is re-encoded at the next stricter mode.
 
 lossy:q -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's max_error_max
 when it sets one (capped at DEFAULT_K), else DEFAULT_K.

@@ -64,7 +64,7 @@ def restore_instances(archive_path: str, job: InstanceJob) -> list[dict]:
     values_sha256 is bit-exact (original UIDs); any other is labelled lossy (PS3.3 C.7.6.1.1.5)."""
     from archive import ArchiveReader, InstanceKey, values_sha256
     from codec import api as codec_api
-    from codec import metrics
+    from quality import metrics
     from dicom_io.writer import LossyInfo, write_instance
 
     out = []

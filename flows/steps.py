@@ -13,7 +13,7 @@ import numpy as np
 from prefect import task
 
 from codec import api as codec_api
-from codec import metrics
+from quality import metrics
 from codec.modes import Mode
 from configs import Gate
 from dicom_io import Instance, Study

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 
-from codec import api, baselines, metrics  # noqa: E402
+from codec import api, baselines  # noqa: E402
+from quality import metrics  # noqa: E402
 
 
 def _median_ms(fn, repeats):

@@ -20,7 +20,8 @@ import imagecodecs  # noqa: E402
 import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 
-from codec import api, baselines, metrics  # noqa: E402
+from codec import api, baselines  # noqa: E402
+from quality import metrics  # noqa: E402
 from codec.modes import Mode  # noqa: E402
 
 DEFAULT = ["693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"]

@@ -7,7 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from codec import baselines, metrics
+from codec import baselines
+from quality import metrics
 from tests.realdata import grayscale_image_files
 
 # small-to-medium real slices covering signed/unsigned and 8, 12, 14 and 16 bits stored

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from archive import ArchiveWriter, QualityRow, values_sha256
 from codec import api as codec_api
-from codec import metrics
+from quality import metrics
 from codec.modes import Mode
 from configs import ConfigError, load_config
 from flows.cli import app

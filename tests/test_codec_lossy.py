@@ -12,7 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from codec import api, metrics
+from codec import api
+from quality import metrics
 from codec.modes import Mode
 
 _DATA = Path(pydicom.__file__).parent.parent / "data_store" / "data"

@@ -12,7 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from codec import api, engine, metrics
+from codec import api, engine
+from quality import metrics
 from codec.train import load_float_weights
 
 ROOT = Path(__file__).resolve().parents[1]

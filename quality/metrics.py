@@ -1,4 +1,4 @@
-"""The quality and size definitions of DESIGN.md, computed in one place.
+"""The quality and size definitions of docs/design.md, computed in one place.
 
 Every part of medzip (gates, bench, audit, archive quality tables) calls these; none re-derives them.
 All inputs are arrays of *stored values* (never rescaled or windowed).

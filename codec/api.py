@@ -16,19 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from codec import bitstream, engine, entropy, tiles
+from codec.errors import CodecError
 from codec.modes import Mode
-
-
-class CodecError(ValueError):
-    """A payload that cannot be decoded faithfully (foreign, truncated, corrupted, failed checksum)."""
-
-
-def value_range(bits_stored: int, signed: bool) -> tuple[int, int]:
-    if not 1 <= int(bits_stored) <= 32:
-        raise CodecError(f"bits_stored must be 1..32, got {bits_stored}")
-    if signed:
-        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
-    return 0, (1 << bits_stored) - 1
+from codec.values import check_fits, value_range
 
 
 def _model() -> engine.Model:
@@ -57,13 +47,7 @@ def _check_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.ndar
         raise CodecError(f"empty frame of shape {values.shape}")
     if values.dtype.kind not in "iub":
         raise CodecError(f"stored values must be integers, got dtype {values.dtype}")
-    vmin, vmax = value_range(bits_stored, signed)
-    lo, hi = int(values.min()), int(values.max())
-    if lo < vmin or hi > vmax:
-        raise CodecError(
-            f"values {lo}..{hi} do not fit BitsStored={bits_stored} {'signed' if signed else 'unsigned'} "
-            f"({vmin}..{vmax})"
-        )
+    check_fits(values, bits_stored, signed)
     return values
 
 

@@ -15,7 +15,7 @@
     end-4   u32 CRC-32 of everything before it
 
 Anything that does not parse, fails the CRC, names another model/version, or decodes to values that fail the
-checksum raises codec.api.CodecError.
+checksum raises a codec.errors.CodecError.
 """
 from __future__ import annotations
 
@@ -26,14 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from codec.errors import BitstreamError
+
 MAGIC = b"MZC1"
 FORMAT_VERSION = 2  # 2: synthesis zeroes activations beyond the slice border (1 did not)
 _HEAD = struct.Struct("<4sBBBB8s3sBBIIHqq16s8s")
 MODE_KINDS = ("lossy", "near-lossless", "lossless")
-
-
-class BitstreamError(ValueError):
-    pass
 
 
 def values_digest(values: np.ndarray) -> bytes:
@@ -70,21 +68,26 @@ class Payload:
     residual: bytes = b""
 
 
-def _varint(v: int) -> bytes:
+def write_varints(values) -> bytes:
+    """LEB128: 7 bits per byte, low bits first, high bit set on every byte but a value's last."""
     out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | 0x80 if v else b)
-        if not v:
-            return bytes(out)
+    for v in values:
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            out.append(b | 0x80 if v else b)
+            if not v:
+                break
+    return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, what: str = "payload length field",
+                error: type[Exception] = BitstreamError) -> tuple[int, int]:
+    """The varint at data[pos:] and the position after it; `error` naming `what` if it is cut or too long."""
     v, shift = 0, 0
     while True:
         if pos >= len(data):
-            raise BitstreamError("truncated payload (in a length field)")
+            raise error(f"{what} truncated")
         b = data[pos]
         pos += 1
         v |= (b & 0x7F) << shift
@@ -92,7 +95,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         if not b & 0x80:
             return v, pos
         if shift > 63:
-            raise BitstreamError("corrupted length field")
+            raise error(f"{what} corrupted: value too long")
 
 
 def pack(p: Payload) -> bytes:
@@ -104,10 +107,10 @@ def pack(p: Payload) -> bytes:
                       h.bits_stored, int(h.signed), h.rows, h.cols, h.tile, h.lo, h.hi, h.values_sha, h.recon_sha)
     body = bytearray(head)
     for c in p.chunks:
-        body += _varint(len(c))
+        body += write_varints([len(c)])
     for c in p.chunks:
         body += c
-    body += _varint(len(p.residual)) + p.residual
+    body += write_varints([len(p.residual)]) + p.residual
     return bytes(body) + struct.pack("<I", zlib.crc32(body))
 
 
@@ -135,7 +138,7 @@ def unpack(data: bytes, n_tiles_of) -> Payload:
     pos = _HEAD.size
     lengths = []
     for _ in range(n):
-        ln, pos = _read_varint(data, pos)
+        ln, pos = read_varint(data, pos)
         lengths.append(ln)
     chunks = []
     for ln in lengths:
@@ -143,7 +146,7 @@ def unpack(data: bytes, n_tiles_of) -> Payload:
             raise BitstreamError("truncated payload (tile chunk)")
         chunks.append(data[pos : pos + ln])
         pos += ln
-    rl, pos = _read_varint(data, pos)
+    rl, pos = read_varint(data, pos)
     if pos + rl != len(data) - 4:
         raise BitstreamError("payload length does not match its sections")
     return Payload(h, chunks, data[pos : pos + rl])

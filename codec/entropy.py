@@ -16,11 +16,10 @@ import math
 import constriction
 import numpy as np
 
+from codec.bitstream import read_varint, write_varints
+from codec.errors import EntropyError
+
 TABLE_TOTAL = 1 << 16
-
-
-class EntropyError(ValueError):
-    pass
 
 
 def _cdf(x):
@@ -42,36 +41,11 @@ def gaussian_table(mean: float, sigma: float, lo: int, hi: int) -> np.ndarray:
     return f
 
 
-def _write_varints(values: list[int]) -> bytes:
-    out = bytearray()
-    for v in values:
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                break
-    return bytes(out)
-
-
 def _read_varints(data: bytes, n: int, what: str, pos: int = 0) -> tuple[list[int], int]:
     """n varints from data[pos:]; returns them and the position after the last one."""
     vals = []
     for _ in range(n):
-        v, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise EntropyError(f"{what} truncated")
-            b = data[pos]
-            pos += 1
-            v |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-            if shift > 63:
-                raise EntropyError(f"{what}: value too long")
+        v, pos = read_varint(data, pos, what, EntropyError)
         vals.append(v)
     return vals, pos
 
@@ -143,8 +117,8 @@ def encode_tile(z: np.ndarray, y: np.ndarray, y_idx: np.ndarray, tables: Tables)
             enc.encode(_to_symbols(yf[order[start : start + cnt]], -r, 2 * r + 1, escapes), tables.y_models[s])
             start += cnt
     coded = enc.get_compressed().tobytes()
-    esc = _write_varints(escapes)
-    return _write_varints([len(coded), len(escapes)]) + coded + esc
+    esc = write_varints(escapes)
+    return write_varints([len(coded), len(escapes)]) + coded + esc
 
 
 def _read_prefix(data: bytes) -> tuple[int, int, int]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import total_ordering
 
+from codec.errors import ModeError
+
+__all__ = ["KINDS", "Mode", "ModeError"]
+
 KINDS = ("lossy", "near-lossless", "lossless")  # loosest kind first
-
-
-class ModeError(ValueError):
-    """A mode string that does not name a codec mode."""
 
 
 @total_ordering

@@ -31,10 +31,8 @@ import numpy as np
 
 from codec import residual_entropy as ent
 from codec import residual_scan as scan
-
-
-class ResidualError(ValueError):
-    """Bad input to the residual layer or a residual stream that cannot be decoded faithfully."""
+from codec.errors import ResidualError
+from codec.values import check_fits, value_range
 
 
 _MAGIC = b"MZR1"
@@ -49,16 +47,8 @@ _WEIGHT_BITS = 12  # rough cost of one sent weight when choosing a predictor
 _BATCH = 4096  # smallest batch after which the context statistics are updated
 
 
-def value_range(bits_stored: int, signed: bool) -> tuple[int, int]:
-    if not 1 <= bits_stored <= 32:
-        raise ResidualError(f"bits_stored must be 1..32, got {bits_stored}")
-    if signed:
-        return -(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1
-    return 0, (1 << bits_stored) - 1
-
-
 def _check(values: np.ndarray | None, recon: np.ndarray, k: int, bits_stored: int, signed: bool):
-    lo, hi = value_range(bits_stored, signed)
+    lo, hi = value_range(bits_stored, signed, ResidualError)
     if not isinstance(k, (int, np.integer)) or k < 0:
         raise ResidualError(f"k must be an integer >= 0, got {k!r}")
     arrays = [("recon", recon)] + ([("values", values)] if values is not None else [])
@@ -70,12 +60,7 @@ def _check(values: np.ndarray | None, recon: np.ndarray, k: int, bits_stored: in
     if values is not None:
         if values.shape != recon.shape:
             raise ResidualError(f"values shape {values.shape} differs from recon shape {recon.shape}")
-        vmin, vmax = int(values.min()), int(values.max())
-        if vmin < lo or vmax > hi:
-            raise ResidualError(
-                f"values span [{vmin}, {vmax}], outside the {bits_stored}-bit {'signed' if signed else 'unsigned'} "
-                f"range [{lo}, {hi}]"
-            )
+        check_fits(values, bits_stored, signed, ResidualError)
     return lo, hi
 
 
@@ -95,7 +80,7 @@ class _State:
     """What encoder and decoder both hold while walking the phases: decoded values, |q| so far, statistics."""
 
     def __init__(self, recon: np.ndarray, k: int, bits_stored: int, signed: bool):
-        self.lo, self.hi = value_range(bits_stored, signed)
+        self.lo, self.hi = value_range(bits_stored, signed, ResidualError)
         self.rec = np.clip(recon.astype(np.int64), self.lo, self.hi)
         self.step = 2 * k + 1
         self.dec = np.zeros(recon.shape, dtype=np.int64)

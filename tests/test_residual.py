@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.residual import ResidualError, decode_residual, encode_residual, value_range
+from codec.errors import ResidualError
+from codec.residual import decode_residual, encode_residual
+from codec.values import value_range
 from tests.realdata import grayscale_image_files
 
 KS = (0, 1, 2, 4)
@@ -201,7 +203,7 @@ def test_truncated_and_corrupted_streams_never_decode_silently():
 
 def test_bad_input_is_refused():
     frame = np.full((8, 8), 5000, dtype=np.uint16)
-    with pytest.raises(ResidualError, match="outside the 12-bit"):
+    with pytest.raises(ResidualError, match="exceed the BitsStored=12"):
         encode_residual(frame, frame, 0, 12, False)
     with pytest.raises(ResidualError, match="shape"):
         encode_residual(frame, frame[:4], 0, 16, False)

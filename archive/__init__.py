@@ -12,20 +12,12 @@ from archive.errors import (
     IncompleteArchiveError,
     UnsupportedVersionError,
 )
-from archive.fsutil import atomic_move, is_temp_name, remove_stale_temp_files, safe_archive_name, stale_temp_files
 from archive.layout import FORMAT_VERSION, MAGIC, FrameKey, InstanceKey, QualityRow, VerbatimKey, stored_dtype
-from archive.reader import (
-    ArchiveInfo,
-    ArchiveReader,
-    FrameInfo,
-    InstanceInfo,
-    Limits,
-    SeriesInfo,
-    VerbatimInfo,
-    VerifyReport,
-    verify_archive,
-)
+from archive.names import safe_archive_name
+from archive.reader import ArchiveReader, verify_archive
+from archive.records import ArchiveInfo, FrameInfo, InstanceInfo, Limits, SeriesInfo, VerbatimInfo, VerifyReport
 from archive.rewrite import NewPayload, rewrite_archive, set_quality
 from archive.writer import ArchiveWriter
+from atomicfs import atomic_move, is_temp_name, remove_stale_temp_files, stale_temp_files  # flows move archives
 
 __all__ = [name for name in dir() if not name.startswith("_")]

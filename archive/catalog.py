@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from archive.errors import CatalogError
-from archive.fsutil import ensure_private_dir
+from atomicfs import ensure_private_dir
 
 STATUSES = ("pending", "released", "quarantined")
 # pending -> released | quarantined; a released archive found damaged later -> quarantined;

@@ -20,7 +20,7 @@ import numpy as np
 from archive import layout as L
 from archive.checksums import bytes_sha256
 from archive.errors import ArchiveWriteError
-from archive.fsutil import create_private, ensure_private_dir, publish, temp_sibling
+from atomicfs import create_private, ensure_private_dir, replace_durably, temp_sibling
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _BYTES_CHUNK = 1 << 22
@@ -172,7 +172,7 @@ class ArchiveWriter:
             L.put_int(a, "complete", 1)  # written last: a file without it is never read as an archive
             f.close()
             self._h5 = None
-            publish(self.tmp_path, self.final_path, overwrite=self.overwrite)
+            replace_durably(self.tmp_path, self.final_path, overwrite=self.overwrite)
         except BaseException:
             self.abort()
             raise

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from dicom_io.writer import atomic_write
+from atomicfs import atomic_write
 
 log = logging.getLogger(__name__)
 

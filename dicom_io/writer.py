@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
+from atomicfs import atomic_write
 from dicom_io.errors import DicomWriteError
 
 # PS3.3 C.7.6.1.1.5.1 gives Defined Terms (ISO_10918_1, ISO_14495_1, ISO_15444_1, ...); Defined Terms may be
@@ -132,28 +131,6 @@ def instance_path(out_dir: Path | str, sop_instance_uid: str, suffix: str = ".dc
     path = out_dir / safe_filename(sop_instance_uid, suffix)
     if path.resolve().parent != out_dir.resolve():
         raise DicomWriteError(f"file name for {sop_instance_uid!r} escapes {out_dir}")
-    return path
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write to a hidden temporary name in the same folder, fsync, rename, fsync the folder: a crash never leaves a
-    half file, and readers that skip hidden names never see one. Mode 0600 (the contents are patient data)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
     return path
 
 

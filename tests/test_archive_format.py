@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import archive.fsutil as fsutil
 import archive.writer as writer_mod
+import atomicfs
 from archive import (
     ArchiveError,
     ArchiveReader,
@@ -38,7 +38,6 @@ from archive import (
     NewPayload,
     QualityRow,
     UnsupportedVersionError,
-    atomic_move,
     rewrite_archive,
     safe_archive_name,
     set_quality,
@@ -520,11 +519,11 @@ def test_refused_calls_leave_the_archive_usable(tmp_path):
         r.verify()
 
 
-def test_failure_during_publish_leaves_no_temp(tmp_path, monkeypatch):
-    def broken_publish(tmp, final, overwrite=False):
+def test_failure_during_rename_leaves_no_temp(tmp_path, monkeypatch):
+    def broken_rename(tmp, final, overwrite=False):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writer_mod, "publish", broken_publish)
+    monkeypatch.setattr(writer_mod, "replace_durably", broken_rename)
     with pytest.raises(OSError, match="No space"):
         build_study(tmp_path / "s.h5")
     assert list(tmp_path.iterdir()) == []
@@ -550,20 +549,20 @@ def test_killed_writer_leaves_only_a_temp_file_that_is_never_read(tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert not final.exists()
     [tmp] = list(tmp_path.iterdir())
-    assert fsutil.is_temp_name(tmp.name)
+    assert atomicfs.is_temp_name(tmp.name)
     with pytest.raises(IncompleteArchiveError, match="never closed"):
         ArchiveReader(tmp)
-    live = fsutil.temp_sibling(tmp_path / "other.h5")  # a writer of this (running) process: not stale
+    live = atomicfs.temp_sibling(tmp_path / "other.h5")  # a writer of this (running) process: not stale
     live.write_bytes(b"")
-    assert fsutil.stale_temp_files(tmp_path) == [tmp]
-    assert fsutil.remove_stale_temp_files(tmp_path) == [tmp] and sorted(tmp_path.iterdir()) == [live]
+    assert atomicfs.stale_temp_files(tmp_path) == [tmp]
+    assert atomicfs.remove_stale_temp_files(tmp_path) == [tmp] and sorted(tmp_path.iterdir()) == [live]
 
 
 def test_finished_but_unrenamed_temp_is_never_read(tmp_path):
     """A crash after the writer closed the file but before the rename: the temp name alone refuses it."""
     final = tmp_path / "s.h5"
     build_study(final)
-    tmp = fsutil.temp_sibling(final)
+    tmp = atomicfs.temp_sibling(final)
     final.rename(tmp)
     with pytest.raises(IncompleteArchiveError, match="temporary"):
         ArchiveReader(tmp)
@@ -638,30 +637,6 @@ def test_rewrite_refuses_a_damaged_source(tmp_path):
     with pytest.raises(DamagedArchiveError, match="series 0 / instance 0 / frame 0"):
         set_quality(path, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
-
-
-def test_atomic_move_same_and_cross_device(tmp_path, monkeypatch):
-    src = tmp_path / "work" / "a.h5"
-    src.parent.mkdir()
-    src.write_bytes(b"abc")
-    dst = atomic_move(src, tmp_path / "released")
-    assert dst == tmp_path / "released" / "a.h5" and dst.read_bytes() == b"abc" and not src.exists()
-    src.write_bytes(b"other")
-    with pytest.raises(FileExistsError):
-        atomic_move(src, tmp_path / "released")
-    real_replace = os.replace
-    calls = []
-
-    def cross_device_once(a, b):
-        calls.append((a, b))
-        if len(calls) == 1:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return real_replace(a, b)
-
-    monkeypatch.setattr(fsutil.os, "replace", cross_device_once)
-    dst2 = atomic_move(src, tmp_path / "quarantine", name="b.h5")
-    assert dst2.read_bytes() == b"other" and not src.exists() and len(calls) == 2
-    assert [p.name for p in (tmp_path / "quarantine").iterdir()] == ["b.h5"]
 
 
 def test_safe_archive_name_resists_hostile_uids():

@@ -121,7 +121,7 @@ def test_sigkill_during_archive_20_runs(tmp_path, monkeypatch, prefect_server):
 # of itself, so the kill lands precisely there (deterministic, unlike the random delays above).
 KILL_POINTS = {
     "while-writing": "archive.writer.ArchiveWriter.add_verbatim",  # archive half written in work/
-    "before-rename": "archive.writer.publish",  # temp file complete, not yet fsynced and renamed
+    "before-rename": "archive.writer.replace_durably",  # temp file complete, not yet fsynced and renamed
     "after-release-move": "archive.catalog.Catalog.record_summary",  # file in released/, catalog still pending
     "before-status": "archive.catalog.Catalog.set_status",  # summary recorded, status not yet released
 }

@@ -3,11 +3,11 @@
 `encode(values, mode, bits_stored, signed)` -> payload bytes; `decode(payload)` -> array of stored values;
 `payload_info(payload)` -> dict; `codec_identity()` -> "model name:weights hash".
 
-Modes (codec/modes.py):
+Modes (codec/modes.py), each coded by the coder registered for its kind (codec/coders.py):
   lossy:q          learned hyperprior codec at rate point q (0 = smallest, Q-1 = best quality)
   near-lossless:k  learned layer at the model's residual rate point + residual layer (codec/residual.py), |e| <= k
   lossless         the same with k = 0, bit-exact, verified against the checksum of the original values
-Stream format: codec/bitstream.py. Decoding never depends on floating point: see codec/engine.py and codec/fixed.py.
+Stream format: codec/bitstream.py. Decoding never depends on floating point: see codec/learned.py and codec/fixed.py.
 """
 from __future__ import annotations
 
@@ -15,28 +15,26 @@ from typing import Sequence
 
 import numpy as np
 
-from codec import bitstream, engine, entropy, tiles
-from codec.errors import CodecError
+from codec import bitstream, coders, learned, tiles
+from codec.bitstream import NO_LATENTS
+from codec.errors import CodecError, ModelError
 from codec.modes import Mode
 from codec.values import check_fits, value_range
 
+__all__ = ["CodecError", "NO_LATENTS", "codec_identity", "decode", "encode", "encode_many", "payload_info",
+           "sections"]
 
-def _model() -> engine.Model:
+
+def _model() -> learned.LearnedModel:
     try:
-        return engine.load_model()
-    except engine.ModelError as exc:
+        return learned.load_model()
+    except ModelError as exc:
         raise CodecError(str(exc)) from None
 
 
 def codec_identity() -> str:
     """'medzip-hp-v1:<first 16 hex of the weights sha256>' - what an archive records to know its decoder."""
     return _model().identity
-
-
-def _residual():
-    from codec import residual  # the residual helper's layer
-
-    return residual
 
 
 def _check_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
@@ -59,16 +57,13 @@ def _dtype_code(dt: np.dtype) -> str:
 
 
 def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool, tile: int = tiles.DEFAULT_TILE) -> bytes:
-    if isinstance(mode, str):
-        mode = Mode.parse(mode)
+    """One 2-D frame of stored integer values (`bits_stored` bits, two's complement when `signed`) -> a
+    self-describing payload in `mode`. Raises CodecError for values that do not fit or a mode the model lacks."""
+    mode = Mode.parse(mode)
     values = _check_values(values, bits_stored, signed)
     model = _model()
-    if mode.kind == "lossy":
-        if mode.level >= model.Q:
-            raise CodecError(f"lossy:{mode.level}: this model has rate points 0..{model.Q - 1}")
-        q = mode.level
-    else:
-        q = model.residual_q
+    coder = coders.coder_for(mode.kind)
+    q = coder.rate_point(model, mode)
     vmin, vmax = value_range(bits_stored, signed)
     v64 = values.astype(np.int64)
     lo, hi = int(v64.min()), int(v64.max())
@@ -82,70 +77,48 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
         bits_stored=int(bits_stored), signed=bool(signed), rows=values.shape[0], cols=values.shape[1], tile=tile,
         lo=lo, hi=hi, values_sha=bitstream.values_digest(v64),
     )
-    if mode.kind == "lossy":
-        _, chunks = engine.encode_latents(model, x, grid, q)
-        return bitstream.pack(bitstream.Payload(header, chunks))
-    # near-lossless / lossless: learned layer at the residual rate point + residual layer, or - when that is
-    # smaller for this slice - the residual layer alone on a flat reconstruction (rate point NO_LATENTS).
-    k = mode.max_error_bound
-    y_full, chunks = engine.encode_latents(model, x, grid, q)
-    candidates = [(q, chunks, engine.reconstruct(model, y_full, grid, q, lo, hi, vmin, vmax)),
-                  (NO_LATENTS, [], _flat_recon(values.shape, lo, vmin, vmax))]
-    best = None
-    for rp, ch, recon in candidates:
-        h = bitstream.Header(**{**header.__dict__, "rate_point": rp, "recon_sha": bitstream.recon_digest(recon)})
-        res = _residual().encode_residual(v64, recon, k, int(bits_stored), bool(signed))
-        out = bitstream.pack(bitstream.Payload(h, ch, res))
-        if best is None or len(out) < len(best):
-            best = out
-    return best
-
-
-NO_LATENTS = 255  # rate point of a near-lossless/lossless payload that carries no latents (flat reconstruction)
-
-
-def _flat_recon(shape, lo: int, vmin: int, vmax: int) -> np.ndarray:
-    return np.full(shape, min(max(lo, vmin), vmax), np.int64)
+    return coder.encode(coders.Slice(v64, x, grid, header, vmin, vmax), model, mode)
 
 
 def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int, signed: bool) -> list[bytes]:
+    """encode() of each frame (all of one bit depth and signedness) at one mode, in order."""
     return [encode(f, mode, bits_stored, signed) for f in frames]
 
 
-def _residual_only(h: bitstream.Header) -> bool:
-    """A near-lossless/lossless payload without latents: a flat reconstruction plus the residual, no model."""
-    return h.rate_point == NO_LATENTS and h.mode_kind != "lossy"
-
-
-def _parse(payload: bytes) -> tuple[bitstream.Payload, engine.Model | None, tiles.Grid]:
-    payload = bytes(payload)
+def _header(payload: bytes) -> bitstream.Header:
     try:
-        head = bitstream.parse_header(payload)
+        return bitstream.parse_header(bytes(payload))
     except bitstream.BitstreamError as exc:
         raise CodecError(str(exc)) from None
-    model = None
-    if not _residual_only(head):
-        model = engine.model_for_hash(head.model_hash)
-        if model is None or model.hash8 != head.model_hash:
-            raise CodecError(
-                f"payload was encoded by model {head.model_hash.hex()}, which is not among the weights here "
-                f"(searched {', '.join(str(d) for d in engine.search_dirs())}): put that weights file in one of "
-                "them or in a folder named by MEDZIP_CODEC_WEIGHTS_PATH"
-            )
+
+
+def sections(payload: bytes) -> bitstream.Payload:
+    """The payload parsed into header, tile chunks and residual bytes (CRC checked; no model needed)."""
+    payload = bytes(payload)
+    head = _header(payload)
     try:
         grid = tiles.Grid(head.rows, head.cols, head.tile)
-        p = bitstream.unpack(payload, lambda h: 0 if h.rate_point == NO_LATENTS else grid.n_tiles)
+        return bitstream.unpack(payload, lambda h: 0 if h.rate_point == NO_LATENTS else grid.n_tiles)
     except (bitstream.BitstreamError, ValueError) as exc:
         raise CodecError(str(exc)) from None
-    return p, model, grid
+
+
+def _model_for(head: bitstream.Header) -> learned.LearnedModel:
+    model = learned.model_for_hash(head.model_hash)
+    if model is None or model.hash8 != head.model_hash:
+        raise CodecError(
+            f"payload was encoded by model {head.model_hash.hex()}, which is not among the weights here "
+            f"(searched {', '.join(str(d) for d in learned.search_dirs())}): put that weights file in one of "
+            "them or in a folder named by MEDZIP_CODEC_WEIGHTS_PATH"
+        )
+    return model
 
 
 def payload_info(payload: bytes) -> dict:
-    try:
-        h = bitstream.parse_header(bytes(payload))
-    except bitstream.BitstreamError as exc:
-        raise CodecError(str(exc)) from None
-    mode = "lossless" if h.mode_kind == "lossless" else f"{h.mode_kind}:{h.level}"
+    """What a payload's header says (codec, format version, model hash, mode, rate point, shape, dtype, bit depth,
+    normalisation, truncated sha256 of the original values) and its size; reads the header only, needs no model."""
+    h = _header(payload)
+    mode = coders.coder_for(h.mode_kind).mode_text(h)
     return {
         "codec": "medzip-learned", "format_version": h.version, "model_hash": h.model_hash.hex(), "mode": mode,
         "rate_point": None if h.rate_point == NO_LATENTS else h.rate_point, "latents": h.rate_point != NO_LATENTS,
@@ -159,36 +132,18 @@ def decode(payload: bytes, exact: bool = True) -> np.ndarray:
     """Stored values of the payload. exact=False (lossy only) uses the compiled float synthesis: faster, but its
     result may differ by one stored value on a few pixels between backends; near-lossless/lossless always decode
     exactly."""
-    p, model, grid = _parse(payload)
+    payload = bytes(payload)
+    head = _header(payload)
+    coder = coders.coder_for(head.mode_kind)
+    model = _model_for(head) if coder.needs_model(head) else None
+    p = sections(payload)
     h = p.header
     try:
         vmin, vmax = value_range(h.bits_stored, h.signed)
         dtype = np.dtype(h.dtype)
     except TypeError:
         raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
-    no_latents = _residual_only(h)
-    if (not no_latents and h.rate_point >= model.Q) or h.hi <= h.lo:
+    if h.hi <= h.lo:
         raise CodecError("corrupted header: rate point or normalisation out of range")
-    if no_latents:
-        recon = _flat_recon((h.rows, h.cols), h.lo, vmin, vmax)
-    else:
-        try:
-            y_full = engine.decode_latents(model, p.chunks, grid)
-        except (entropy.EntropyError, ValueError, RuntimeError) as exc:
-            raise CodecError(f"corrupted latent stream: {exc}") from None
-        fast = not exact and h.mode_kind == "lossy"
-        recon = engine.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=not fast)
-    if h.mode_kind == "lossy":
-        return recon.astype(dtype)
-    if bitstream.recon_digest(recon) != h.recon_sha:
-        raise CodecError("the lossy layer's reconstruction differs from the encoder's (recon hash mismatch)")
-    k = 0 if h.mode_kind == "lossless" else h.level
-    res = _residual()
-    try:
-        values = res.decode_residual(p.residual, recon, k, h.bits_stored, h.signed)
-    except res.ResidualError as exc:
-        raise CodecError(f"residual layer: {exc}") from None
-    values = np.asarray(values, np.int64)
-    if h.mode_kind == "lossless" and bitstream.values_digest(values) != h.values_sha:
-        raise CodecError("decoded values fail the payload checksum (lossless)")
+    values = coder.decode(p, model, tiles.Grid(h.rows, h.cols, h.tile), vmin, vmax, exact)
     return values.astype(dtype)

@@ -106,9 +106,9 @@ def codec_lossy_levels() -> list[int]:
             levels = found() if callable(found) else found
             return sorted(int(getattr(q, "level", q)) for q in levels)
     try:  # the learned codec's model says how many rate points it was trained with (lossy:0 .. lossy:Q-1)
-        from codec import engine
+        from codec import learned
 
-        return list(range(int(engine.load_model().Q)))
+        return list(range(int(learned.load_model().Q)))
     except Exception:  # no learned model (placeholder codec, missing weights): no lossy points to bench
         return []
 

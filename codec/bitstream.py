@@ -31,7 +31,8 @@ from codec.errors import BitstreamError
 MAGIC = b"MZC1"
 FORMAT_VERSION = 2  # 2: synthesis zeroes activations beyond the slice border (1 did not)
 _HEAD = struct.Struct("<4sBBBB8s3sBBIIHqq16s8s")
-MODE_KINDS = ("lossy", "near-lossless", "lossless")
+MODE_KINDS = ("lossy", "near-lossless", "lossless")  # byte 5's values; codec.modes.KINDS in the same order
+NO_LATENTS = 255  # rate point of a near-lossless/lossless payload that carries no latents (flat reconstruction)
 
 
 def values_digest(values: np.ndarray) -> bytes:

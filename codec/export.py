@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import entropy, fixed
-from codec import model as cm
+from codec import networks as cm
 
 MODEL_NAME = "medzip-hp-v1"
 

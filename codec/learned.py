@@ -1,4 +1,4 @@
-"""The learned codec's core: latents of a slice in, tile chunks out, and back.
+"""The learned lossy layer: the shipped weights loaded as a model, and a slice's latents <-> tile chunks.
 
 Encoder side (float, any Keras backend, compiled): analysis g_a and hyper-analysis h_a choose the integer latents.
 Decoder side (exact integers in numpy, codec/fixed.py): hyper-synthesis -> scale indices, synthesis -> pixels.
@@ -17,14 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from codec import entropy, fixed, tiles
+from codec.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "medzip-hp-v1.npz"
 SYN_BATCH = 4  # tiles per synthesis call (bounds memory: activations of 4 tiles, im2col of one)
-
-
-class ModelError(RuntimeError):
-    pass
 
 
 def _compile(fn):
@@ -42,8 +39,8 @@ def _compile(fn):
     return fn
 
 
-class Model:
-    """The shipped model: float encoder networks (Keras), fixed-point decoder networks, entropy tables."""
+class LearnedModel:
+    """One weights file loaded: float encoder networks (Keras), fixed-point decoder networks, entropy tables."""
 
     def __init__(self, path: Path):
         path = Path(path)
@@ -87,11 +84,11 @@ class Model:
                 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
                 from keras import ops
 
-                from codec import model as cm
+                from codec import networks
 
-                g_a, h_a = cm.build_analysis(), cm.build_hyper_analysis()
-                cm.load_part(g_a, self._float, "g_a")
-                cm.load_part(h_a, self._float, "h_a")
+                g_a, h_a = networks.build_analysis(), networks.build_hyper_analysis()
+                networks.load_part(g_a, self._float, "g_a")
+                networks.load_part(h_a, self._float, "h_a")
                 gains = np.exp(self._float["rates/rates/log_gain"]).astype(np.float32)
 
                 def analyse(x, gain):
@@ -106,10 +103,10 @@ class Model:
     def _fast_synthesis(self):
         with self._lock:
             if self._syn is None:
-                from codec import model as cm
+                from codec import networks
 
-                g_s = cm.build_synthesis()
-                cm.load_part(g_s, self._float, "g_s")
+                g_s = networks.build_synthesis()
+                networks.load_part(g_s, self._float, "g_s")
 
                 from keras import ops
 
@@ -118,9 +115,9 @@ class Model:
                     m = mask[..., None]
                     for layer in g_s.layers[1:]:  # stage by stage, zeroing beyond the slice as fixed.synthesis
                         h = layer(h)
-                        if isinstance(layer, cm.DepthToSpace):
+                        if isinstance(layer, networks.DepthToSpace):
                             m = ops.repeat(ops.repeat(m, 2, axis=1), 2, axis=2)
-                        if isinstance(layer, cm.SimpleGDN):
+                        if isinstance(layer, networks.SimpleGDN):
                             h = h * m
                     return h[..., 0]
 
@@ -161,9 +158,9 @@ class Model:
 
 
 @lru_cache(maxsize=4)
-def load_model(path: str | None = None) -> Model:
+def load_model(path: str | None = None) -> LearnedModel:
     path = path or os.environ.get("MEDZIP_CODEC_WEIGHTS")  # override for development and retraining
-    return Model(Path(path) if path else DEFAULT_WEIGHTS)
+    return LearnedModel(Path(path) if path else DEFAULT_WEIGHTS)
 
 
 def search_dirs() -> list[Path]:
@@ -184,11 +181,11 @@ def _file_hash8(path: str, mtime_ns: int, size: int) -> bytes:
 
 
 @lru_cache(maxsize=16)
-def _model_file(path: str, mtime_ns: int, size: int) -> Model:
-    return Model(Path(path))  # keyed on the file's state: a file replaced in place is loaded again
+def _model_file(path: str, mtime_ns: int, size: int) -> LearnedModel:
+    return LearnedModel(Path(path))  # keyed on the file's state: a file replaced in place is loaded again
 
 
-def model_for_hash(hash8: bytes) -> Model | None:
+def model_for_hash(hash8: bytes) -> LearnedModel | None:
     """The model a payload names: the current weights, or another weights file kept in search_dirs(), so that
     archives written before a retrain still decode. None if no file there has that hash."""
     try:
@@ -213,7 +210,7 @@ def model_for_hash(hash8: bytes) -> Model | None:
     return None
 
 
-def encode_latents(model: Model, x: np.ndarray, grid: tiles.Grid, q: int) -> tuple[np.ndarray, list[bytes]]:
+def encode_latents(model: LearnedModel, x: np.ndarray, grid: tiles.Grid, q: int) -> tuple[np.ndarray, list[bytes]]:
     """Normalised slice x (H, W) float32 -> (integer latent map on the tile grid, one coded chunk per tile)."""
     win = tiles.analysis_windows(x, grid)
     y_float = model.analyse(win, q)
@@ -230,7 +227,7 @@ def encode_latents(model: Model, x: np.ndarray, grid: tiles.Grid, q: int) -> tup
     return y_full, chunks
 
 
-def decode_latents(model: Model, chunks: list[bytes], grid: tiles.Grid) -> np.ndarray:
+def decode_latents(model: LearnedModel, chunks: list[bytes], grid: tiles.Grid) -> np.ndarray:
     t = grid.t
     nr, nc = grid.tiles_shape
     zs, states = [], []
@@ -246,7 +243,7 @@ def decode_latents(model: Model, chunks: list[bytes], grid: tiles.Grid) -> np.nd
     return y_full
 
 
-def reconstruct(model: Model, y_full: np.ndarray, grid: tiles.Grid, q: int, lo: int, hi: int,
+def reconstruct(model: LearnedModel, y_full: np.ndarray, grid: tiles.Grid, q: int, lo: int, hi: int,
                 vmin: int, vmax: int, exact: bool = True) -> np.ndarray:
     """Reconstruction of the stored values (H, W) int64 from the latent map.
 

@@ -1,4 +1,5 @@
-"""The learned transform: Ballé et al. 2018 scale hyperprior, small enough for 2 CPU cores.
+"""The learned transform's Keras networks (trained here, loaded for use by codec/learned.py): Ballé et al. 2018
+scale hyperprior, small enough for 2 CPU cores.
 
 Keras 3 with `keras.ops` only, so the same weights run under the TensorFlow and JAX backends.
 
@@ -178,7 +179,7 @@ def sigma_from_log(log_sigma):
 
 
 def load_part(part, weights: dict, prefix: str) -> None:
-    """Assign weights saved by Codec.weights_dict (keys 'prefix/<variable path>') to one sub-network."""
+    """Assign weights saved by Networks.weights_dict (keys 'prefix/<variable path>') to one sub-network."""
     for v in part.weights:
         key = f"{prefix}/{v.path}"
         if key not in weights:
@@ -186,7 +187,7 @@ def load_part(part, weights: dict, prefix: str) -> None:
         v.assign(weights[key])
 
 
-class Codec:
+class Networks:
     """The five sub-networks and the rate-point parameters, kept together for training and saving."""
 
     def __init__(self):
@@ -234,7 +235,7 @@ class Codec:
 
         noisy_synthesis: the synthesis sees y + noise (Ballé et al. 2018), so the distortion feels the quantisation
         step. With False it sees round(y) through a straight-through gradient, which matches decoding but is blind
-        to the step; training uses it only for the final steps (codec/train.py)."""
+        to the step; training uses it only for the final steps (lab/train.py)."""
         g, ig = self.rates(q)
         y = self.g_a(x) * g
         z = self.h_a(y)

@@ -147,7 +147,7 @@ def train(
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
-    from codec import model as cm
+    from codec import networks as cm
     from codec.train_step import make_step
 
     if len(lambdas) != cm.Q:
@@ -165,7 +165,7 @@ def train(
     if not slices:
         raise ValueError("no grayscale training slices of at least 128x128 in the given files")
     sampler = PatchSampler(slices, seed)
-    net = cm.Codec()
+    net = cm.Networks()
     if init_weights:
         net.load_weights_dict(load_float_weights(init_weights))
     lr_drop = int(steps * 0.8)
@@ -176,7 +176,7 @@ def train(
     pixels = float(PATCH * PATCH)
 
     # The synthesis trains on y + noise, then on round(y) (straight-through) for the last ste_fraction of the
-    # steps, so it ends matched to what the decoder sees (model.Codec.train_forward says why not throughout).
+    # steps, so it ends matched to what the decoder sees (networks.Networks.train_forward says why not throughout).
     ste_from = int(steps * (1.0 - ste_fraction))
 
     step = make_step(net, opt, variables, lambdas, pixels)

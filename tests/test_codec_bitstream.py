@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from codec import api, bitstream, entropy, engine
+from codec import api, bitstream, entropy, learned
 from codec.modes import Mode
 
 
@@ -52,7 +52,7 @@ def test_other_model_refused(payloads):
 
 def _weights_variant(path, shift: float = 0.0) -> None:
     """The shipped weights, the exact synthesis' last bias shifted by `shift` (0: same decoder, another file)."""
-    with np.load(engine.DEFAULT_WEIGHTS) as d:
+    with np.load(learned.DEFAULT_WEIGHTS) as d:
         arrays = {k: d[k] for k in d.files}
     arrays["fx/gs_conv3/b"] = arrays["fx/gs_conv3/b"] + shift * 2.0 ** 30
     arrays["variant"] = np.frombuffer(f"{path.name}:{shift}".encode(), np.uint8)
@@ -65,10 +65,10 @@ def weights_env(monkeypatch):
 
     def use(path):
         monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(path))
-        engine.load_model.cache_clear()
+        learned.load_model.cache_clear()
 
     yield use
-    engine.load_model.cache_clear()  # monkeypatch then restores the environment
+    learned.load_model.cache_clear()  # monkeypatch then restores the environment
 
 
 def test_payload_of_older_weights_decodes_with_them_after_a_retrain(frame, tmp_path, weights_env):
@@ -79,7 +79,7 @@ def test_payload_of_older_weights_decodes_with_them_after_a_retrain(frame, tmp_p
     payload = api.encode(frame, Mode.parse("lossy:2"), 12, False)
     with_old = api.decode(payload)
     weights_env(new)  # "retrained": the current weights change, the old file stays beside them
-    assert api.payload_info(payload)["model_hash"] != engine.load_model().sha256[:16]
+    assert api.payload_info(payload)["model_hash"] != learned.load_model().sha256[:16]
     with_new = api.decode(api.encode(frame, Mode.parse("lossy:2"), 12, False))
     assert not np.array_equal(with_new, with_old)  # the two models really decode differently
     assert np.array_equal(api.decode(payload), with_old)
@@ -159,7 +159,7 @@ def test_lossless_checksum_enforced(payloads):
 
 def test_escape_values_never_lost():
     """Latents far outside every table's range survive entropy coding exactly."""
-    model = engine.load_model()
+    model = learned.load_model()
     rng = np.random.default_rng(0)
     z = rng.integers(-3, 4, (4, 4, model.tables.z_n.size))
     z[0, 0, 0], z[1, 2, 3] = 10**6, -(10**5)

@@ -12,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from codec import api, engine
+from codec import api, learned
 from quality import metrics
 from codec.train import load_float_weights
 
@@ -26,7 +26,7 @@ def _train(out: Path, backend: str, seed: int = 5, steps: int = 3, cli: bool = F
     where = ["-m", "flows.cli", "train", str(CT_SMALL), "--out", str(out)] if cli else \
         ["-m", "codec.train", str(out), str(CT_SMALL)]
     cmd = [sys.executable, *where, "--steps", str(steps), "--seed", str(seed), "--lr", lr,
-           "--init", str(engine.DEFAULT_WEIGHTS)]
+           "--init", str(learned.DEFAULT_WEIGHTS)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
@@ -39,7 +39,7 @@ def _floats(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def shipped_floats():
-    return load_float_weights(engine.DEFAULT_WEIGHTS)
+    return load_float_weights(learned.DEFAULT_WEIGHTS)
 
 
 def test_same_seed_same_weights_under_tensorflow(tmp_path, shipped_floats):
@@ -63,14 +63,14 @@ def test_jax_backend_trains_and_exports_a_working_codec(tmp_path, shipped_floats
     frame = pydicom.dcmread(CT_SMALL).pixel_array
     shipped_psnr = metrics.psnr(frame, api.decode(api.encode(frame, "lossy:4", 16, True)), 16)
     monkeypatch.setenv("MEDZIP_CODEC_WEIGHTS", str(out / "medzip-hp-v1.npz"))
-    engine.load_model.cache_clear()
+    learned.load_model.cache_clear()
     try:
         payload = api.encode(frame, "lossless", 16, True)
-        assert api.payload_info(payload)["model_hash"] == engine.load_model().sha256[:16]
+        assert api.payload_info(payload)["model_hash"] == learned.load_model().sha256[:16]
         assert np.array_equal(api.decode(payload), frame)
         # three tiny steps from the shipped weights: a faithful export codes about as well as they do
         trained_psnr = metrics.psnr(frame, api.decode(api.encode(frame, "lossy:4", 16, True)), 16)
         assert abs(trained_psnr - shipped_psnr) < 1.0, (trained_psnr, shipped_psnr)
     finally:
         monkeypatch.delenv("MEDZIP_CODEC_WEIGHTS")
-        engine.load_model.cache_clear()
+        learned.load_model.cache_clear()

@@ -1,0 +1,154 @@
+"""One coder per mode kind behind codec.api, found through one registry (as pydicom's pixel decoders are).
+
+Adding a mode kind = a `Coder` subclass registered here (plus its kind in codec.modes and codec.bitstream).
+  lossy                     the learned layer alone at rate point q (codec/learned.py)
+  near-lossless, lossless   the learned layer at the model's residual rate point, or a flat image when that is
+                            smaller for the slice, plus the residual layer (codec/residual.py): |e| <= k, k = 0 exact
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from codec import bitstream, learned, residual, tiles
+from codec.bitstream import NO_LATENTS
+from codec.errors import CodecError, ResidualError
+from codec.modes import Mode
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One frame on its way in: stored values (int64), normalised floats, tile grid, the payload header so far."""
+
+    values: np.ndarray
+    x: np.ndarray
+    grid: tiles.Grid
+    header: bitstream.Header
+    vmin: int
+    vmax: int
+
+
+class Coder:
+    """Encode a Slice in a mode of its kinds; decode a parsed payload of those kinds to stored values (int64)."""
+
+    kinds: tuple[str, ...] = ()
+
+    def rate_point(self, model: learned.LearnedModel, mode: Mode) -> int:
+        raise NotImplementedError
+
+    def encode(self, s: Slice, model: learned.LearnedModel, mode: Mode) -> bytes:
+        raise NotImplementedError
+
+    def needs_model(self, h: bitstream.Header) -> bool:
+        return h.rate_point != NO_LATENTS
+
+    def decode(self, p: bitstream.Payload, model: learned.LearnedModel | None, grid: tiles.Grid, vmin: int,
+               vmax: int, exact: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def mode_text(self, h: bitstream.Header) -> str:
+        return f"{h.mode_kind}:{h.level}"
+
+
+REGISTRY: dict[str, Coder] = {}
+
+
+def register(cls: type[Coder]) -> type[Coder]:
+    """Class decorator: one instance of `cls` codes every kind it lists."""
+    coder = cls()
+    for kind in cls.kinds:
+        REGISTRY[kind] = coder
+    return cls
+
+
+def coder_for(kind: str) -> Coder:
+    try:
+        return REGISTRY[kind]
+    except KeyError:
+        raise CodecError(f"no coder for mode kind {kind!r}") from None
+
+
+def latent_recon(p: bitstream.Payload, model: learned.LearnedModel, grid: tiles.Grid, vmin: int, vmax: int,
+                 exact: bool = True) -> np.ndarray:
+    """The learned layer's reconstruction of a payload's latents (stored values, int64)."""
+    h = p.header
+    if h.rate_point >= model.Q:
+        raise CodecError("corrupted header: rate point or normalisation out of range")
+    try:
+        y_full = learned.decode_latents(model, p.chunks, grid)
+    except (ValueError, RuntimeError) as exc:
+        raise CodecError(f"corrupted latent stream: {exc}") from None
+    return learned.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=exact)
+
+
+def flat_recon(shape: tuple[int, int], lo: int, vmin: int, vmax: int) -> np.ndarray:
+    """The reconstruction of a payload without latents: every pixel the slice's minimum."""
+    return np.full(shape, min(max(lo, vmin), vmax), np.int64)
+
+
+@register
+class LossyCoder(Coder):
+    kinds = ("lossy",)
+
+    def rate_point(self, model, mode):
+        if mode.level >= model.Q:
+            raise CodecError(f"lossy:{mode.level}: this model has rate points 0..{model.Q - 1}")
+        return mode.level
+
+    def encode(self, s, model, mode):
+        _, chunks = learned.encode_latents(model, s.x, s.grid, s.header.rate_point)
+        return bitstream.pack(bitstream.Payload(s.header, chunks))
+
+    def needs_model(self, h):
+        return True
+
+    def decode(self, p, model, grid, vmin, vmax, exact):
+        """exact=False uses the compiled float synthesis (faster, may differ by one stored value between backends)."""
+        return latent_recon(p, model, grid, vmin, vmax, exact=exact)
+
+
+@register
+class ResidualCoder(Coder):
+    kinds = ("near-lossless", "lossless")
+
+    def rate_point(self, model, mode):
+        return model.residual_q
+
+    def encode(self, s, model, mode):
+        """The smaller of: latents + residual, or the residual alone on a flat reconstruction (NO_LATENTS)."""
+        h, k = s.header, mode.max_error_bound
+        bits, signed = h.bits_stored, h.signed
+        y_full, chunks = learned.encode_latents(model, s.x, s.grid, h.rate_point)
+        candidates = [(h.rate_point, chunks,
+                       learned.reconstruct(model, y_full, s.grid, h.rate_point, h.lo, h.hi, s.vmin, s.vmax)),
+                      (NO_LATENTS, [], flat_recon(s.values.shape, h.lo, s.vmin, s.vmax))]
+        best = None
+        for rp, ch, recon in candidates:
+            head = replace(h, rate_point=rp, recon_sha=bitstream.recon_digest(recon))
+            res = residual.encode_residual(s.values, recon, k, bits, signed)
+            out = bitstream.pack(bitstream.Payload(head, ch, res))
+            if best is None or len(out) < len(best):
+                best = out
+        return best
+
+    def decode(self, p, model, grid, vmin, vmax, exact):
+        h = p.header
+        if h.rate_point == NO_LATENTS:
+            recon = flat_recon((h.rows, h.cols), h.lo, vmin, vmax)
+        else:
+            recon = latent_recon(p, model, grid, vmin, vmax, exact=True)  # the residual needs the exact recon
+        if bitstream.recon_digest(recon) != h.recon_sha:
+            raise CodecError("the lossy layer's reconstruction differs from the encoder's (recon hash mismatch)")
+        k = 0 if h.mode_kind == "lossless" else h.level
+        try:
+            values = residual.decode_residual(p.residual, recon, k, h.bits_stored, h.signed)
+        except ResidualError as exc:
+            raise CodecError(f"residual layer: {exc}") from None
+        values = np.asarray(values, np.int64)
+        if h.mode_kind == "lossless" and bitstream.values_digest(values) != h.values_sha:
+            raise CodecError("decoded values fail the payload checksum (lossless)")
+        return values
+
+    def mode_text(self, h):
+        return "lossless" if h.mode_kind == "lossless" else super().mode_text(h)

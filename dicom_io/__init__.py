@@ -12,9 +12,9 @@ from dicom_io.errors import (
 )
 from dicom_io.header import header_bytes, read_verbatim_bytes
 from dicom_io.model import Instance, PixelFormat, ReadResult, Series, Study, VerbatimObject
-from dicom_io.parse import read_file
+from dicom_io.file_reader import read_file
 from dicom_io.pixels import iter_frames, read_frame
-from dicom_io.reader import order_slices, read_frames, read_studies
+from dicom_io.studies import order_slices, read_frames, read_studies
 from dicom_io.writer import (
     LOSSY_METHOD,
     LossyInfo,

@@ -34,7 +34,7 @@ from pydicom.filewriter import write_file_meta_info
 
 from dicom_io.errors import PixelDataMismatchError
 from dicom_io.model import Instance, VerbatimObject
-from dicom_io.parse import PIXEL_DATA, element_end, has_part10_prefix, is_deflated, load_header, transfer_syntax
+from dicom_io.file_reader import PIXEL_DATA, element_end, has_part10_prefix, is_deflated, load_header, transfer_syntax
 
 _PIXEL_TAG_BYTES = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}  # little / big endian
 

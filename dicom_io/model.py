@@ -26,7 +26,7 @@ class PixelFormat:
 
 @dataclass
 class Instance:
-    """One SOP instance with grayscale pixels. Frames are decoded on demand (see dicom_io.reader)."""
+    """One SOP instance with grayscale pixels. Frames are decoded on demand (see dicom_io.pixels)."""
 
     path: Path
     sop_instance_uid: str

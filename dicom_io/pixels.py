@@ -15,7 +15,7 @@ from pydicom.uid import UID
 
 from dicom_io.errors import DicomReadError, PixelDataMismatchError, UnsupportedPixelsError
 from dicom_io.model import Instance, PixelFormat
-from dicom_io.parse import has_part10_prefix
+from dicom_io.file_reader import has_part10_prefix
 
 
 def stored_values(arr: np.ndarray, fmt: PixelFormat) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Files and folders → studies: grouped by StudyInstanceUID / SeriesInstanceUID, slices in anatomical order.
 
-Reading is header-only (see dicom_io.parse); pixels are decoded later, one frame at a time, by dicom_io.pixels.
+Reading is header-only (see dicom_io.file_reader); pixels are decoded later, one frame at a time, by dicom_io.pixels.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from dicom_io.errors import DicomReadError, DuplicateInstanceError
 from dicom_io.model import Instance, ReadResult, Series, Study
-from dicom_io.parse import read_file
+from dicom_io.file_reader import read_file
 from dicom_io.pixels import iter_frames
 
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines equal within this are one stack

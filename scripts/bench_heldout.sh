@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bench medzip against the classical anchors on the held-out validation files (the images the codec was not
-# trained on: codec/split.py, listed in codec/MODEL_CARD.md). Writes OUTDIR/bench.json, OUTDIR/bench.png and
+# trained on: lab/split.py, listed in codec/MODEL_CARD.md). Writes OUTDIR/bench.json, OUTDIR/bench.png and
 # OUTDIR/bench.txt (the printed summary); progress lines go to stderr.
 #   usage: scripts/bench_heldout.sh OUTDIR [NAME-PREFIX...]
 # NAME-PREFIX keeps only held-out files whose names start with one of them (e.g. `693_ MR2_J2KR`).
@@ -16,14 +16,14 @@ export TF_CPP_MIN_LOG_LEVEL=2
 mapfile -t files < <(cd "$here" && "$py" - "$@" <<'PY'
 import sys
 from pathlib import Path
-from codec.split import validation_files
+from lab.split import validation_files
 prefixes = tuple(sys.argv[1:])
 for p in validation_files():
     if not prefixes or Path(p).name.startswith(prefixes):
         print(p)
 PY
 )
-if [ ${#files[@]} -eq 0 ]; then echo "no held-out files (codec.split.validation_files, prefixes: $*)" >&2; exit 1; fi
+if [ ${#files[@]} -eq 0 ]; then echo "no held-out files (lab.split.validation_files, prefixes: $*)" >&2; exit 1; fi
 printf 'held-out files (%d):\n' "${#files[@]}" >&2; printf '  %s\n' "${files[@]}" >&2
 cd "$here"
 "$py" -m flows.cli bench "${files[@]}" --json "$out/bench.json" --plot "$out/bench.png" | tee "$out/bench.txt"

@@ -1,5 +1,6 @@
-"""Shared pieces of tests/test_reliability_*.py and scripts/bench_load.py: small real studies in an inbox, a config
-file for child processes, running `medzip` as a killable child, and the invariants every run must keep."""
+"""Shared pieces of tests/test_reliability_*.py: small real studies in an inbox, a config file for child processes
+(lab/loadgen.py's, shared with the load benchmark), running `medzip` as a killable child, and the invariants every
+run must keep."""
 from __future__ import annotations
 
 import hashlib
@@ -11,33 +12,16 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
+from lab.loadgen import cheap_config
 from tests.badinputs import find
 
 REPO = Path(__file__).resolve().parents[1]
 MEDZIP = Path(sys.executable).with_name("medzip")
 
-# The cheapest codec path (learned transform alone, no residual layer) and gates it always meets, so a crash run
-# spends its time in ingest/encode/write/verify/release rather than in escalation.
-CHEAP_CONFIG = """\
-[codec]
-mode = "{mode}"
-escalate_to = "{mode}"
-
-[gates.default]
-
-[schedule]
-settle_seconds = 0
-max_concurrent_studies = {concurrent}
-
-[runner]
-kind = "thread"
-max_workers = 2
-"""
-
 
 def write_config(path: Path, mode: str = "lossy:0", concurrent: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(CHEAP_CONFIG.format(mode=mode, concurrent=concurrent))
+    path.write_text(cheap_config(mode, concurrent))
     return path
 
 
@@ -64,24 +48,6 @@ def small_studies(inbox: Path, n: int = 2) -> dict[str, list[Path]]:
             files.append(path)
         out[study] = files
     return out
-
-
-def slice_series(inbox: Path, n_slices: int, source: str = "CT_small.dcm", study: str | None = None) -> str:
-    """One series of `n_slices` copies of a real slice, each with its own SOP UID, position and instance number."""
-    ds = pydicom.dcmread(find(source))
-    study = study or generate_uid()
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = generate_uid()
-    x, y, z = (float(v) for v in ds.get("ImagePositionPatient", [0, 0, 0]))
-    inbox.mkdir(parents=True, exist_ok=True)
-    for i in range(n_slices):
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [x, y, z + 1.25 * i]
-        ds.SliceLocation = z + 1.25 * i
-        ds.save_as(inbox / f"{i:05d}.dcm", enforce_file_format=False)
-    return study
 
 
 def digests(folder: Path) -> dict[str, str]:

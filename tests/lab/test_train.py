@@ -1,4 +1,4 @@
-"""`codec.train`: seeded runs repeat exactly, the JAX backend trains too (a GPU machine may have no TensorFlow),
+"""`lab.train`: seeded runs repeat exactly, the JAX backend trains too (a GPU machine may have no TensorFlow),
 and what a run exports is a working codec. A few steps on one real CT slice, each run in its own process."""
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ import pytest
 
 from codec import api, learned
 from quality import metrics
-from codec.train import load_float_weights
+from lab.train import load_float_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
 
 def _train(out: Path, backend: str, seed: int = 5, steps: int = 3, cli: bool = False, lr: str = "0.001") -> Path:
-    """`python -m codec.train OUT FILE ...`, or the same run through `medzip train FILE --out OUT ...`."""
+    """`python -m lab.train OUT FILE ...`, or the same run through `medzip train FILE --out OUT ...`."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"}
     where = ["-m", "flows.cli", "train", str(CT_SMALL), "--out", str(out)] if cli else \
-        ["-m", "codec.train", str(out), str(CT_SMALL)]
+        ["-m", "lab.train", str(out), str(CT_SMALL)]
     cmd = [sys.executable, *where, "--steps", str(steps), "--seed", str(seed), "--lr", lr,
            "--init", str(learned.DEFAULT_WEIGHTS)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Load and memory benchmark of the archive flow on studies built from a real slice.
 
-    .venv/bin/python scripts/bench_load.py                       # 100 and 1000 slices, then 3 studies at once
-    .venv/bin/python scripts/bench_load.py --slices 100 1000 --studies 3 --study-slices 100 --json bench.json
+    .venv/bin/python -m lab.bench_load                       # 100 and 1000 slices, then 3 studies at once
+    .venv/bin/python -m lab.bench_load --slices 100 1000 --studies 3 --study-slices 100 --json bench.json
 
 Each measured run is its own child process (`--child`), so its peak RSS (getrusage ru_maxrss) is that run's alone;
 the children share one local Prefect test server started here, so no run pays for a server of its own. A series of
@@ -23,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.loadgen import cheap_config, slice_series
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -66,29 +67,13 @@ def child(args: argparse.Namespace) -> None:
     }))
 
 
-CONFIG = """\
-[codec]
-mode = "{mode}"
-escalate_to = "{mode}"
-
-[gates.default]
-
-[schedule]
-settle_seconds = 0
-max_concurrent_studies = {concurrent}
-
-[runner]
-kind = "thread"
-max_workers = {workers}
-"""
-
-
 def measure(label: str, home: Path, slices: int, args: argparse.Namespace, api_url: str, use_inbox: bool,
             concurrent: int = 1) -> dict:
     cfg = home / "medzip.toml"
-    cfg.write_text(CONFIG.format(mode=args.mode, concurrent=concurrent, workers=args.workers))
-    env = dict(os.environ, MEDZIP_HOME=str(home), PREFECT_API_URL=api_url, TF_CPP_MIN_LOG_LEVEL="2")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--config", str(cfg), "--inbox",
+    cfg.write_text(cheap_config(args.mode, concurrent, args.workers))
+    env = dict(os.environ, MEDZIP_HOME=str(home), PREFECT_API_URL=api_url, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    cmd = [sys.executable, "-m", "lab.bench_load", "--child", "--config", str(cfg), "--inbox",
            str(home / "inbox")] + (["--use-inbox"] if use_inbox else [])
     wall = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home)
@@ -127,8 +112,6 @@ def main() -> None:
         return child(args)
 
     from prefect.testing.utilities import prefect_test_harness
-
-    from tests.reliability_helpers import slice_series
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="medzip-bench-load-"))
     runs = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODES = ("lossy:0", "lossy:4", "near-lossless:2", "lossless")
 
 _SCRIPT = r"""

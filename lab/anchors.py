@@ -23,6 +23,7 @@ import imagecodecs
 import jpeg_ls
 import numpy as np
 
+from codec.values import check_fits, value_range
 from quality import metrics
 
 
@@ -31,21 +32,35 @@ class AnchorError(ValueError):
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One operating point of an anchor: lossless, near-lossless with bound k, or lossy at a codec parameter."""
+class AnchorSetting:
+    """One operating point of a classical anchor (not a medzip Mode): lossless, near-lossless with bound k, or lossy
+    at the anchor library's own quality parameter (JPEG 2000: target PSNR in dB, JPEG-XL: distance)."""
 
     kind: str  # "lossless" | "near-lossless" | "lossy"
-    level: float = 0  # k for near-lossless, the codec's quality parameter for lossy
+    k: int = 0  # near-lossless: the bound on |original - decoded|
+    param: float = 0.0  # lossy: the library's parameter
+
+    @classmethod
+    def lossless(cls) -> "AnchorSetting":
+        return cls("lossless")
+
+    @classmethod
+    def near_lossless(cls, k: int) -> "AnchorSetting":
+        return cls("near-lossless", k=int(k))
+
+    @classmethod
+    def lossy(cls, param: float) -> "AnchorSetting":
+        return cls("lossy", param=float(param))
 
     def __str__(self) -> str:
         if self.kind == "lossless":
             return "lossless"
         if self.kind == "near-lossless":
-            return f"near-lossless:{int(self.level)}"
-        return f"lossy:{self.level:g}"
+            return f"near-lossless:{self.k}"
+        return f"lossy:{self.param:g}"
 
 
-LOSSLESS = Setting("lossless")
+LOSSLESS = AnchorSetting.lossless()
 
 
 def _container(bits_stored: int, signed: bool) -> np.dtype:
@@ -81,14 +96,14 @@ class Anchor:
     lossy_log: bool = False
     lossy_increasing: bool = True
     lossy_start: tuple[float, float] = (0.0, 0.0)
-    _enc: Callable[[np.ndarray, int, Setting], bytes] = field(default=None, repr=False)
+    _enc: Callable[[np.ndarray, int, AnchorSetting], bytes] = field(default=None, repr=False)
     _dec: Callable[[bytes], np.ndarray] = field(default=None, repr=False)
 
     @property
     def lossy(self) -> bool:
         return self.lossy_range is not None
 
-    def supports(self, setting: Setting) -> bool:
+    def supports(self, setting: AnchorSetting) -> bool:
         return (
             setting.kind == "lossless"
             or (setting.kind == "near-lossless" and self.near_lossless)
@@ -99,19 +114,14 @@ class Anchor:
         """What is added to stored values before coding (0 unless signed data meets an unsigned-only codec)."""
         return (1 << (bits_stored - 1)) if signed and not self.native_signed else 0
 
-    def encode(self, values: np.ndarray, bits_stored: int, signed: bool, setting: Setting = LOSSLESS) -> bytes:
+    def encode(self, values: np.ndarray, bits_stored: int, signed: bool, setting: AnchorSetting = LOSSLESS) -> bytes:
         _check(values, bits_stored)
         if not self.supports(setting):
             raise AnchorError(f"{self.name} has no {setting.kind} mode")
         off = self.offset(bits_stored, signed)
         dtype = _container(bits_stored, signed and self.native_signed)
         v = values.astype(np.int64) + off if off else values
-        lo, hi = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
-        vmin, vmax = int(values.min()), int(values.max())
-        if vmin < lo or vmax > hi:
-            raise AnchorError(
-                f"values {vmin}..{vmax} exceed {bits_stored}-bit {'signed' if signed else 'unsigned'} range"
-            )
+        check_fits(values, bits_stored, signed, AnchorError)
         try:
             return bytes(self._enc(np.ascontiguousarray(v.astype(dtype)), bits_stored, setting))
         except AnchorError:
@@ -130,28 +140,26 @@ class Anchor:
         off = self.offset(bits_stored, signed)
         if off:
             out -= off
-        lo = -(1 << (bits_stored - 1)) if signed else 0
-        hi = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
-        return np.clip(out, lo, hi).astype(dtype)
+        return np.clip(out, *value_range(bits_stored, signed, AnchorError)).astype(dtype)
 
 
 # --- the four codecs -------------------------------------------------------------------------------------------
 
 
-def _j2k_enc(v: np.ndarray, bits: int, s: Setting) -> bytes:
+def _j2k_enc(v: np.ndarray, bits: int, s: AnchorSetting) -> bytes:
     common = dict(codecformat="J2K", resolutions=_resolutions(v.shape), bitspersample=bits)
     if s.kind == "lossless":
         return imagecodecs.jpeg2k_encode(v, reversible=True, **common)
     # imagecodecs' `level` is OpenJPEG's fixed-quality target (PSNR, dB) with the 9/7 irreversible transform
-    return imagecodecs.jpeg2k_encode(v, level=float(s.level), reversible=False, **common)
+    return imagecodecs.jpeg2k_encode(v, level=s.param, reversible=False, **common)
 
 
-def _htj2k_enc(v: np.ndarray, bits: int, s: Setting) -> bytes:
+def _htj2k_enc(v: np.ndarray, bits: int, s: AnchorSetting) -> bytes:
     return imagecodecs.htj2k_encode(v, reversible=True, resolutions=_resolutions(v.shape))
 
 
-def _jls_enc(v: np.ndarray, bits: int, s: Setting) -> bytes:
-    k = int(s.level) if s.kind == "near-lossless" else 0
+def _jls_enc(v: np.ndarray, bits: int, s: AnchorSetting) -> bytes:
+    k = s.k if s.kind == "near-lossless" else 0
     rows, cols = v.shape
     return jpeg_ls.encode_buffer(v.tobytes(), rows, cols, 1, bits, lossy_error=k)
 
@@ -162,10 +170,10 @@ def _jls_dec(payload: bytes) -> np.ndarray:
     return np.frombuffer(bytes(raw), dtype=dtype).reshape(info["height"], info["width"])
 
 
-def _jxl_enc(v: np.ndarray, bits: int, s: Setting) -> bytes:
+def _jxl_enc(v: np.ndarray, bits: int, s: AnchorSetting) -> bytes:
     if s.kind == "lossless":
         return imagecodecs.jpegxl_encode(v, lossless=True, bitspersample=bits)
-    return imagecodecs.jpegxl_encode(v, lossless=False, distance=float(s.level), bitspersample=bits)
+    return imagecodecs.jpegxl_encode(v, lossless=False, distance=s.param, bitspersample=bits)
 
 
 def _version(name: str) -> str:
@@ -228,7 +236,7 @@ def available() -> dict[str, Anchor]:
 
 @dataclass
 class RateMatch:
-    setting: Setting
+    setting: AnchorSetting
     payload: bytes
     bpp: float
     target_bpp: float
@@ -260,7 +268,7 @@ class RateMatcher:
     def _eval(self, x: float) -> float:
         x = round(x, 6)
         if x not in self._samples:
-            payload = self.anchor.encode(self.values, self.bits, self.signed, Setting("lossy", self._param(x)))
+            payload = self.anchor.encode(self.values, self.bits, self.signed, AnchorSetting.lossy(self._param(x)))
             self._samples[x] = (math.log(max(metrics.bpp(len(payload), self.values.size), 1e-9)), payload)
             self.evaluations += 1
         return self._samples[x][0]
@@ -303,5 +311,5 @@ class RateMatcher:
             self._eval(x)
         best_x = min(self._samples, key=lambda k: abs(self._samples[k][0] - t))
         f, payload = self._samples[best_x]
-        return RateMatch(Setting("lossy", round(self._param(best_x), 6)), payload, math.exp(f), target_bpp,
+        return RateMatch(AnchorSetting.lossy(round(self._param(best_x), 6)), payload, math.exp(f), target_bpp,
                          self.evaluations)

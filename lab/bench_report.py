@@ -1,6 +1,6 @@
 """The bench's summaries (per codec/mode, vs JPEG-LS, BD-rate per modality, matched-rate gains), table and plot.
 
-Works on the plain record dicts codec/bench.py produces; knows nothing of codecs or DICOM.
+Works on the plain record dicts lab/bench.py produces; knows nothing of codecs or DICOM.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from quality import metrics
-from codec.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate
+from lab.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate
 
 OURS = "medzip"
 NAMES = {OURS: "medzip", "j2k": "JPEG 2000", "jls": "JPEG-LS", "jxl": "JPEG-XL", "htj2k": "HTJ2K"}

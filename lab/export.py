@@ -1,7 +1,7 @@
 """Freeze a trained model into the shipped weights file: float weights (encoder side), the exact fixed-point
 decoder networks and the integer entropy tables, all in one npz (codec/weights/).
 
-    python -m codec.export FLOAT_WEIGHTS.npz codec/weights/medzip-hp-v1.npz --meta meta.json
+    python -m lab.export FLOAT_WEIGHTS.npz codec/weights/medzip-hp-v1.npz --meta meta.json
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`medzip bench` (codec/bench.py): BD-rate arithmetic, and a real run on two small bundled files."""
+"""`medzip bench` (lab/bench.py): BD-rate arithmetic, and a real run on two small bundled files."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from codec import bench
+from lab import bench
 
 REF_BPP = [0.3, 0.6, 1.0, 1.6, 2.5]
 REF_PSNR = [38.0, 42.5, 45.8, 48.9, 52.0]
@@ -174,7 +174,7 @@ def test_a_frame_an_anchor_cannot_code_is_recorded_not_raised():
     frame = bench.Frame(path=bench.Path("synthetic"), index=0, modality="OT", bits_stored=20, bits_allocated=32,
                         signed=False, rescale_slope=1.0, values=np.arange(64 * 64, dtype=np.uint32).reshape(64, 64))
     for key in ("j2k", "jls", "jxl", "htj2k"):
-        recs = bench._bench_anchor(frame, bench.baselines.ALL_ANCHORS[key], [1], [1.0], {}, 1)
+        recs = bench._bench_anchor(frame, bench.classical.ALL_ANCHORS[key], [1], [1.0], {}, 1)
         assert recs and all("BitsStored 20" in r["error"] for r in recs)
 
 

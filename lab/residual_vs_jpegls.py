@@ -1,32 +1,29 @@
 """Residual layer vs JPEG-LS (CharLS) on the bundled real grayscale frames: bits per modality, lossless and k=1,2,4.
 
-    .venv/bin/python scripts/residual_vs_jpegls.py [--recon none|j2k] [--bpp 1.0] [--ks 0,1,2,4] [--max-pixels N]
+    .venv/bin/python -m lab.residual_vs_jpegls [--recon none|j2k] [--bpp 1.0] [--ks 0,1,2,4] [--max-pixels N]
 
 --recon none: the residual layer alone (recon = zeros, i.e. a pure predictive coder).
 --recon j2k: a lossy layer stand-in (JPEG 2000 at about --bpp) as recon; "total" adds its bytes to ours.
 --recon model: the real path, codec.api.encode(frame, "lossless" | "near-lossless:k") with the learned lossy layer;
     "total" is the whole payload (header, latents, residual), "residual" its residual-layer part. Slow on a CPU.
 Frames with identical pixels (the same image in several transfer syntaxes) are counted once; every frame of a
-multi-frame file counts. JPEG-LS is CharLS through pyjpegls with the true BitsStored (as codec/baselines.py and a
+multi-frame file counts. JPEG-LS is CharLS through pyjpegls with the true BitsStored (as lab/anchors.py and a
 DICOM encoder do; imagecodecs would declare 16 bits and weaken CharLS's contexts), signed values offset to unsigned.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import imagecodecs
 import jpeg_ls
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from codec.residual import decode_residual, encode_residual, value_range  # noqa: E402
-from tests.realdata import decoded_frames  # noqa: E402
+from codec.residual import decode_residual, encode_residual
+from codec.values import value_range
+from lab.realdata import decoded_frames
 
 
 def frames():
@@ -80,7 +77,7 @@ def model_path(frame, k, bits, signed):
     payload = api.encode(frame, "lossless" if k == 0 else f"near-lossless:{k}", bits, signed)
     t1 = time.perf_counter()
     out = api.decode(payload)
-    residual = api._parse(payload)[0].residual  # the residual layer's share of the payload
+    residual = api.sections(payload).residual  # the residual layer's share of the payload
     return residual, len(payload) - len(residual), out, t1
 
 

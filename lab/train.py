@@ -6,9 +6,9 @@ Rate is in bits per pixel (latents + hyper-latents). Distortion D = 255^2 * MSE(
 10 log10(255^2 / D); the docs/design.md PSNR of a slice follows as that + 20 log10((2^BitsStored - 1) / (hi - lo)).
 One model serves all rate points: per-sample rate point q, gain units, loss = bpp + lambda_q * D.
 
-The training step (codec/train_step.py) runs under the TensorFlow backend by default, or under JAX with
+The training step (lab/train_step.py) runs under the TensorFlow backend by default, or under JAX with
 KERAS_BACKEND=jax (a GPU machine with JAX but no TensorFlow); GPU when the backend sees one, else the CPU. The model
-itself is keras.ops only. `python -m codec.train OUT_DIR --steps N FILES...` or `train(...)` from Python.
+itself is keras.ops only. `python -m lab.train OUT_DIR --steps N FILES...` or `train(...)` from Python.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from lab.frames import read_frames
 
 DEFAULT_LAMBDAS = (0.01, 0.04, 0.16, 0.64, 2.56)
 PATCH = 128
@@ -34,24 +36,6 @@ def normalise(v: np.ndarray) -> tuple[np.ndarray, int, int]:
     if hi <= lo:
         hi = lo + 1
     return ((v.astype(np.float64) - lo) / (hi - lo)).astype(np.float32), lo, hi
-
-
-def read_frames(path: Path) -> list[np.ndarray]:
-    """Grayscale stored-value frames of one DICOM file (empty list if it has none)."""
-    try:
-        from dicom_io.reader import read_frames as _rf  # type: ignore[attr-defined]
-
-        return list(_rf(path))
-    except Exception:
-        pass
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    if not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME"):
-        return []
-    a = ds.pixel_array
-    frames = a if a.ndim == 3 else a[None]
-    return [np.ascontiguousarray(f) for f in frames]
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -148,7 +132,7 @@ def train(
     import keras
 
     from codec import networks as cm
-    from codec.train_step import make_step
+    from lab.train_step import make_step
 
     if len(lambdas) != cm.Q:
         raise ValueError(f"need {cm.Q} lambdas (one per rate point), got {len(lambdas)}")
@@ -226,7 +210,7 @@ def train(
               f"phase (after step {ste_from}) ran for {max(0, it - lr_drop)} and {ste_done} steps; see "
               "train_meta.json", file=sys.stderr)
     (out_dir / "train_meta.json").write_text(json.dumps(meta, indent=1))
-    from codec.export import MODEL_NAME, export
+    from lab.export import MODEL_NAME, export
 
     return export(wpath, out_dir / f"{MODEL_NAME}.npz", {"training": meta})
 
@@ -244,11 +228,11 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=None)
     ap.add_argument("--init", type=Path, default=None,
                     help="start from these weights (a float_weights.npz checkpoint or a shipped codec weights file)")
-    ap.add_argument("--default-split", action="store_true", help="train on codec.split.training_files()")
+    ap.add_argument("--default-split", action="store_true", help="train on lab.split.training_files()")
     a = ap.parse_args(argv)
     files = a.files
     if a.default_split:
-        from codec.split import training_files
+        from lab.split import training_files
 
         files = training_files()
     train(files, a.out_dir, steps=a.steps, seed=a.seed, batch=a.batch, lr=a.lr, time_limit_s=a.time_limit,

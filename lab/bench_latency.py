@@ -1,26 +1,24 @@
 """Encode/decode latency of the learned codec per 512x512 slice, next to JPEG 2000 (OpenJPEG) in the same run.
 
-    python scripts/bench_latency.py [--repeats 5] [--mode lossy:2]
+    python -m lab.bench_latency [--repeats 5] [--mode lossy:2]
 
 Prints median milliseconds: our encode, our exact decode (the default, bit-identical everywhere), our fast float
-decode (decode(payload, exact=False)), and JPEG 2000 (OpenJPEG via codec.baselines) at the same bpp.
+decode (decode(payload, exact=False)), and JPEG 2000 (OpenJPEG via lab.anchors) at the same bpp.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 
-from codec import api, baselines  # noqa: E402
+from codec import api  # noqa: E402
+from lab import anchors  # noqa: E402
+from lab.realdata import find  # noqa: E402
 from quality import metrics  # noqa: E402
 
 
@@ -38,7 +36,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--mode", default="lossy:2")
     a = ap.parse_args(argv)
-    path = Path(pydicom.__file__).parent.parent / "data_store" / "data" / "693_UNCR.dcm"
+    path = find("693_UNCR.dcm")
     ds = pydicom.dcmread(path)
     v, bits, signed = ds.pixel_array, int(ds.BitsStored), bool(ds.PixelRepresentation)
     payload = api.encode(v, a.mode, bits, signed)  # warm-up: builds and compiles the networks
@@ -49,8 +47,8 @@ def main(argv=None):
     fast_ms, _ = _median_ms(lambda: api.decode(payload, exact=False), a.repeats)
     bpp = metrics.bpp(len(payload), v.size)
     # JPEG 2000 at the same bpp (the bench helper's rate matcher picks OpenJPEG's parameter)
-    anchor = baselines.available()["j2k"]
-    setting = baselines.RateMatcher(anchor, v, bits, signed).match(bpp).setting
+    anchor = anchors.available()["j2k"]
+    setting = anchors.RateMatcher(anchor, v, bits, signed).match(bpp).setting
     j2k_enc, j2k = _median_ms(lambda: anchor.encode(v, bits, signed, setting), a.repeats)
     j2k_dec, jd = _median_ms(lambda: anchor.decode(j2k, bits, signed, v.dtype), a.repeats)
     print(f"slice 512x512 {path.name}, {a.mode}: {bpp:.3f} bpp, PSNR {metrics.psnr(v, d, bits):.2f} dB")

@@ -1,39 +1,29 @@
-"""Measure the shipped codec on the held-out validation files (codec/split.py): bpp / PSNR / SSIM per rate point,
+"""Measure the shipped codec on the held-out validation files (lab/split.py): bpp / PSNR / SSIM per rate point,
 next to JPEG 2000 at the same size; lossless and near-lossless bits next to JPEG-LS. Writes JSON, prints a table.
 
-    python scripts/codec_validation.py [--out validation.json] [--files ...] [--modes lossy:0,...]
+    python -m lab.codec_validation [--out validation.json] [--files ...] [--modes lossy:0,...]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import imagecodecs  # noqa: E402
-import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 
-from codec import api, baselines  # noqa: E402
-from quality import metrics  # noqa: E402
+from codec import api  # noqa: E402
 from codec.modes import Mode  # noqa: E402
+from codec.values import value_range  # noqa: E402
+from lab import anchors as classical  # noqa: E402
+from lab.realdata import find  # noqa: E402
+from quality import metrics  # noqa: E402
 
 DEFAULT = ["693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"]
-
-
-def find(name: str) -> Path:
-    import data_store
-
-    for root in (Path(data_store.__file__).parent / "data", Path(pydicom.__file__).parent / "data" / "test_files"):
-        if (root / name).exists():
-            return root / name
-    raise FileNotFoundError(name)
 
 
 def main(argv=None):
@@ -43,14 +33,14 @@ def main(argv=None):
     ap.add_argument("--modes", default="lossy:0,lossy:1,lossy:2,lossy:3,lossy:4,lossless,near-lossless:2")
     a = ap.parse_args(argv)
     rows = []
-    anchors = baselines.available()
+    anchors = classical.available()
     for name in a.files:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(find(name))
             v = ds.pixel_array
         bits, signed = int(ds.BitsStored), bool(ds.PixelRepresentation)
-        lo, hi = api.value_range(bits, signed)
+        lo, hi = value_range(bits, signed)
         if v.min() < lo or v.max() > hi:
             bits, signed = v.dtype.itemsize * 8, v.dtype.kind == "i"
         for mode in a.modes.split(","):
@@ -64,12 +54,12 @@ def main(argv=None):
                  "ssim": metrics.ssim(v, d), "max_error": metrics.max_error(v, d),
                  "encode_ms": (t1 - t) * 1e3, "decode_ms": (t2 - t1) * 1e3}
             if mode.startswith("lossy"):  # JPEG 2000 at the same bpp (the bench helper's rate matcher)
-                m = baselines.RateMatcher(anchors["j2k"], v, bits, signed).match(r["bpp"])
+                m = classical.RateMatcher(anchors["j2k"], v, bits, signed).match(r["bpp"])
                 jd = anchors["j2k"].decode(m.payload, bits, signed, v.dtype)
                 r["j2k_bpp"], r["j2k_psnr"] = m.bpp, metrics.psnr(v, jd, bits)
             else:
                 k = Mode.parse(mode).max_error_bound
-                setting = baselines.Setting("lossless" if k == 0 else "near-lossless", k)
+                setting = classical.AnchorSetting.lossless() if k == 0 else classical.AnchorSetting.near_lossless(k)
                 j = anchors["jls"].encode(v, bits, signed, setting)
                 r["jpegls_bpp"] = metrics.bpp(len(j), v.size)
             rows.append(r)

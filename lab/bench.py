@@ -1,11 +1,11 @@
 """`medzip bench`: our codec's modes against the classical anchors on every grayscale frame of some DICOM files.
 
-For each frame, each of our modes (codec.api) and each anchor (codec.baselines) this records bpp, ratio, PSNR, SSIM,
-max error and median encode/decode latency, all through codec/metrics.py. It then summarises per codec/mode, compares
+For each frame, each of our modes (codec.api) and each anchor (lab.anchors) this records bpp, ratio, PSNR, SSIM,
+max error and median encode/decode latency, all through quality/metrics.py. It then summarises per codec/mode, compares
 lossless and near-lossless totals with JPEG-LS, and computes BD-rate/BD-PSNR of our lossy curve against JPEG 2000
 and JPEG-XL per modality over 0.5-2 bpp.
 
-Anchors' lossy points are hit by rate matching (codec.baselines.RateMatcher): a fixed grid of target bpp for the
+Anchors' lossy points are hit by rate matching (lab.anchors.RateMatcher): a fixed grid of target bpp for the
 rate-distortion curves, plus, per frame, the exact bpp each of our lossy points reached ("matched" records) so the two
 can be compared pixel for pixel at equal rate.
 """
@@ -21,18 +21,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from codec import baselines
-from quality import metrics
-from codec.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate  # noqa: F401  (public via codec.bench)
-from codec.bench_report import (  # noqa: F401  (public via codec.bench)
+from codec.modes import Mode
+from lab import anchors as classical  # the classical anchors (`anchors` names the run's chosen ones)
+from lab.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate  # noqa: F401  (public via lab.bench)
+from lab.bench_report import (  # noqa: F401  (public via lab.bench)
     OURS, _frame_key, bd_table, curves, latency_at, matched_rate_gains, plot, print_summary, summary_rows,
     versus_jpegls,
 )
-from codec.modes import Mode
+from lab.frames import Frame, frames_of, instance
+from quality import metrics
 
 DEFAULT_K = (1, 2, 4)
 DEFAULT_TARGET_BPP = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -46,20 +47,8 @@ class BenchError(ValueError):
 # --- frames ----------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Frame:
-    path: Path
-    index: int
-    modality: str
-    bits_stored: int
-    bits_allocated: int
-    signed: bool
-    rescale_slope: float
-    values: np.ndarray
-
-
 def _candidate_files(paths: Iterable[os.PathLike | str]) -> list[Path]:
-    from dicom_io.reader import iter_files
+    from dicom_io.studies import iter_files
 
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -68,48 +57,16 @@ def _candidate_files(paths: Iterable[os.PathLike | str]) -> list[Path]:
     return list(iter_files(paths))
 
 
-def _instance(path: Path):
-    """dicom_io's Instance for a grayscale file, or (None, why it is not benched)."""
-    from dicom_io import DicomReadError, VerbatimObject, read_file
-
-    try:
-        obj = read_file(path)
-    except DicomReadError as exc:
-        return None, f"{type(exc).__name__}: {exc.reason}"
-    if isinstance(obj, VerbatimObject):
-        return None, f"kept verbatim by dicom_io: {obj.reason}"
-    return obj, None
-
-
-def _frames_of(instance) -> Iterator[Frame]:
-    """Every frame of one instance as stored values (dicom_io decodes any transfer syntax, one frame at a time)."""
-    from dicom_io import iter_frames
-
-    for i, values in enumerate(iter_frames(instance)):
-        yield Frame(
-            path=instance.path, index=i, modality=instance.modality or "OT", bits_stored=instance.pixel.bits_stored,
-            bits_allocated=instance.pixel.bits_allocated, signed=instance.pixel.signed,
-            rescale_slope=float(instance.rescale_slope or 1.0), values=np.ascontiguousarray(values),
-        )
-
-
 # --- our codec -------------------------------------------------------------------------------------------------
 
 
 def codec_lossy_levels() -> list[int]:
-    """The lossy rate points (q of `lossy:q`) the learned codec offers; none while codec.api is the placeholder."""
-    from codec import api
+    """The lossy rate points (q of `lossy:q`) the learned codec offers: 0 .. Q-1 of its model; none without weights."""
+    from codec import learned
 
-    for name in ("lossy_levels", "rate_points", "lossy_qualities"):
-        found = getattr(api, name, None)
-        if found is not None:
-            levels = found() if callable(found) else found
-            return sorted(int(getattr(q, "level", q)) for q in levels)
-    try:  # the learned codec's model says how many rate points it was trained with (lossy:0 .. lossy:Q-1)
-        from codec import learned
-
+    try:
         return list(range(int(learned.load_model().Q)))
-    except Exception:  # no learned model (placeholder codec, missing weights): no lossy points to bench
+    except Exception:  # missing or unreadable weights: no lossy points to bench
         return []
 
 
@@ -185,7 +142,7 @@ def _bench_ours(frame: Frame, mode: Mode, repeats: int, env: dict) -> dict:
     return rec
 
 
-def _bench_anchor_setting(frame: Frame, anchor: baselines.Anchor, setting: baselines.Setting, mode: str,
+def _bench_anchor_setting(frame: Frame, anchor: classical.Anchor, setting: classical.AnchorSetting, mode: str,
                           repeats: int, extra: dict | None = None) -> dict:
     rec = _base(frame, anchor.key, mode)
     rec.update(extra or {})
@@ -195,7 +152,7 @@ def _bench_anchor_setting(frame: Frame, anchor: baselines.Anchor, setting: basel
         decoded, dec_ms = _timed(lambda: anchor.decode(payload, bits, signed, v.dtype), repeats)
         rec.update(_quality(frame, decoded, len(payload)), encode_ms=enc_ms, decode_ms=dec_ms)
         if setting.kind == "lossy":
-            rec["param"] = setting.level
+            rec["param"] = setting.param
         if anchor.offset(bits, signed):
             rec["offset"] = anchor.offset(bits, signed)
     except Exception as exc:
@@ -203,19 +160,18 @@ def _bench_anchor_setting(frame: Frame, anchor: baselines.Anchor, setting: basel
     return rec
 
 
-def _bench_anchor(frame: Frame, anchor: baselines.Anchor, ks: Sequence[int], targets: Sequence[float],
+def _bench_anchor(frame: Frame, anchor: classical.Anchor, ks: Sequence[int], targets: Sequence[float],
                   matched: dict[str, float], repeats: int) -> list[dict]:
-    S = baselines.Setting
-    recs = [_bench_anchor_setting(frame, anchor, baselines.LOSSLESS, "lossless", repeats, {"bound": 0})]
+    recs = [_bench_anchor_setting(frame, anchor, classical.LOSSLESS, "lossless", repeats, {"bound": 0})]
     if anchor.near_lossless:
         for k in ks:
-            r = _bench_anchor_setting(frame, anchor, S("near-lossless", k), f"near-lossless:{k}", repeats,
-                                      {"bound": k})
+            setting = classical.AnchorSetting.near_lossless(k)
+            r = _bench_anchor_setting(frame, anchor, setting, f"near-lossless:{k}", repeats, {"bound": k})
             if r["error"] is None:
                 r["bound_ok"] = r["max_error"] <= k
             recs.append(r)
     if anchor.lossy and recs[0]["error"] is None:
-        matcher = baselines.RateMatcher(anchor, frame.values, frame.bits_stored, frame.signed)
+        matcher = classical.RateMatcher(anchor, frame.values, frame.bits_stored, frame.signed)
         wanted = [(f"lossy@{t:g}bpp", t) for t in targets] + [(f"lossy@{m}", b) for m, b in matched.items()]
         for label, target in wanted:
             try:
@@ -235,7 +191,7 @@ def _bench_anchor(frame: Frame, anchor: baselines.Anchor, ks: Sequence[int], tar
 # --- environment -----------------------------------------------------------------------------------------------
 
 
-def _environment(repeats: int, anchors: dict[str, baselines.Anchor]) -> dict:
+def _environment(repeats: int, anchors: dict[str, classical.Anchor]) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     def v(name):
@@ -250,7 +206,7 @@ def _environment(repeats: int, anchors: dict[str, baselines.Anchor]) -> dict:
         "packages": {n: v(n) for n in ("numpy", "imagecodecs", "pyjpegls", "pydicom", "scikit-image", "tensorflow-cpu",
                                        "keras", "constriction")},
         "anchors": {k: {"name": a.name, "library": a.library} for k, a in anchors.items()},
-        "anchors_unavailable": baselines.unavailable(),
+        "anchors_unavailable": classical.unavailable(),
         "timing": f"warm-up once, then median of {repeats} runs (1 run when the warm-up took > 0.5 s)",
         "psnr_null_means": "exact decode (infinite PSNR)",
         "anchor_lossy_points": "rate-matched to target bpp; rate_miss = more than 10% off target (kept out of curves)",
@@ -289,18 +245,18 @@ def load_result(path: os.PathLike | str) -> BenchResult:
     return summarize(data["frames"], data.get("environment"), data.get("skipped"))
 
 
-def _select_anchors(anchors: Sequence[str] | None) -> dict[str, baselines.Anchor]:
-    avail = baselines.available()
+def _select_anchors(anchors: Sequence[str] | None) -> dict[str, classical.Anchor]:
+    avail = classical.available()
     if anchors is None:
         return avail
     chosen = {}
     for name in anchors:
         key = name.lower().replace(" ", "")
-        match = [a for a in baselines.ALL_ANCHORS.values() if key in (a.key, a.name.lower().replace(" ", ""))]
+        match = [a for a in classical.ALL_ANCHORS.values() if key in (a.key, a.name.lower().replace(" ", ""))]
         if not match:
-            raise BenchError(f"unknown anchor {name!r}: choose from {', '.join(baselines.ALL_ANCHORS)}")
+            raise BenchError(f"unknown anchor {name!r}: choose from {', '.join(classical.ALL_ANCHORS)}")
         if match[0].key not in avail:
-            raise BenchError(f"anchor {name!r} unavailable: {baselines.unavailable()[match[0].key]}")
+            raise BenchError(f"anchor {name!r} unavailable: {classical.unavailable()[match[0].key]}")
         chosen[match[0].key] = match[0]
     return chosen
 
@@ -366,7 +322,7 @@ def run_bench(
 
     instances, skipped = [], []
     for path in _candidate_files(paths):
-        inst, why = _instance(path)
+        inst, why = instance(path)
         if inst is None:
             skipped.append({"file": str(path), "reason": why})
         else:
@@ -383,7 +339,7 @@ def run_bench(
         for inst in instances:
             path = inst.path
             try:
-                frames = list(_frames_of(inst))
+                frames = list(frames_of(inst))
             except Exception as exc:  # dicom_io's typed errors, recorded like unreadable files
                 skipped.append({"file": str(path), "reason": f"pixel data not decodable: {exc}"})
                 continue

@@ -1,4 +1,4 @@
-"""Classical anchors (codec/baselines.py) on real slices: lossless is bit-exact, near-lossless keeps |e| <= k."""
+"""Classical anchors (lab/anchors.py) on real slices: lossless is bit-exact, near-lossless keeps |e| <= k."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from codec import baselines
+from lab import anchors
 from quality import metrics
 from tests.realdata import grayscale_image_files
 
@@ -27,11 +27,11 @@ def _slices():
 
 
 SLICES = _slices()
-ANCHORS = list(baselines.available().values())
+ANCHORS = list(anchors.available().values())
 
 
 def test_all_four_anchors_available():
-    assert set(baselines.available()) == {"j2k", "jls", "jxl", "htj2k"}, baselines.unavailable()
+    assert set(anchors.available()) == {"j2k", "jls", "jxl", "htj2k"}, anchors.unavailable()
 
 
 @pytest.mark.parametrize("anchor", ANCHORS, ids=lambda a: a.key)
@@ -47,15 +47,15 @@ def test_lossless_is_bit_exact(anchor, values, bits, signed):
 @pytest.mark.parametrize("k", [1, 2, 4])
 @pytest.mark.parametrize("values,bits,signed", SLICES)
 def test_jpegls_near_lossless_keeps_bound(k, values, bits, signed):
-    jls = baselines.ALL_ANCHORS["jls"]
-    payload = jls.encode(values, bits, signed, baselines.Setting("near-lossless", k))
+    jls = anchors.ALL_ANCHORS["jls"]
+    payload = jls.encode(values, bits, signed, anchors.AnchorSetting.near_lossless(k))
     decoded = jls.decode(payload, bits, signed, values.dtype)
     assert metrics.max_error(values, decoded) <= k
     assert len(payload) < len(jls.encode(values, bits, signed))
 
 
 def test_signed_offset_only_for_unsigned_only_codecs():
-    a = baselines.ALL_ANCHORS
+    a = anchors.ALL_ANCHORS
     assert a["jls"].offset(12, True) == 2048 and a["jxl"].offset(16, True) == 32768
     assert a["j2k"].offset(12, True) == 0 and a["htj2k"].offset(12, True) == 0
     assert a["jls"].offset(12, False) == 0
@@ -64,22 +64,22 @@ def test_signed_offset_only_for_unsigned_only_codecs():
 @pytest.mark.parametrize("anchor", ANCHORS, ids=lambda a: a.key)
 def test_unsupported_input_is_a_clear_error(anchor):
     deep = np.zeros((16, 16), np.int32)
-    with pytest.raises(baselines.AnchorError, match="BitsStored 20"):
+    with pytest.raises(anchors.AnchorError, match="BitsStored 20"):
         anchor.encode(deep, 20, False)
-    with pytest.raises(baselines.AnchorError, match="2-D"):
+    with pytest.raises(anchors.AnchorError, match="2-D"):
         anchor.encode(np.zeros((2, 8, 8), np.uint16), 12, False)
-    with pytest.raises(baselines.AnchorError, match="exceed"):
+    with pytest.raises(anchors.AnchorError, match="exceed"):
         anchor.encode(np.full((8, 8), 5000, np.uint16), 12, False)
     if not anchor.near_lossless:
-        with pytest.raises(baselines.AnchorError, match="no near-lossless"):
-            anchor.encode(np.zeros((8, 8), np.uint16), 12, False, baselines.Setting("near-lossless", 2))
+        with pytest.raises(anchors.AnchorError, match="no near-lossless"):
+            anchor.encode(np.zeros((8, 8), np.uint16), 12, False, anchors.AnchorSetting.near_lossless(2))
 
 
 @pytest.mark.parametrize("key", ["j2k", "jxl"])
 def test_rate_matcher_hits_targets_on_real_ct(key):
     values, bits, signed = SLICES[0].values
-    anchor = baselines.ALL_ANCHORS[key]
-    matcher = baselines.RateMatcher(anchor, values, bits, signed)
+    anchor = anchors.ALL_ANCHORS[key]
+    matcher = anchors.RateMatcher(anchor, values, bits, signed)
     psnrs = []
     for target in (0.5, 1.0, 2.0):
         hit = matcher.match(target)

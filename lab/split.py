@@ -22,7 +22,7 @@ def split(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _bundled() -> list[Path]:
-    from tests.realdata import grayscale_image_files  # development helper: the bundled real DICOM
+    from lab.realdata import grayscale_image_files
 
     return list(grayscale_image_files())
 

@@ -1,7 +1,7 @@
 """End to end through codec.api (learned layer + residual layer): lossless is bit-exact and near-lossless keeps
 |e| <= k (k = 1, 2, 4) on real frames. Default run: k = 0 and 4 on every bundled grayscale frame of up to 70k pixels (the small
 CT/MR/CR/NM files, multi-frame included; a frame whose pixels another file already has is tested once); `-m slow` runs every grayscale frame of pydicom-data, deid-data and
-pydicom's test files at k = 0, 1, 2, 4. (tests/test_residual.py covers the residual layer alone with a stand-in reconstruction.)"""
+pydicom's test files at k = 0, 1, 2, 4. (tests/codec/test_residual.py covers the residual layer alone with a stand-in reconstruction.)"""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from codec import api
-from codec.modes import Mode
+from codec import api, coders
+from codec.modes import KINDS, Mode
+from codec.values import value_range
 from tests.realdata import decoded_frames
 
 KS = (0, 1, 2, 4)
@@ -26,7 +27,7 @@ def real_frames() -> tuple:
     for path, ds, i, frame in decoded_frames():
         bits, signed = int(ds.BitsStored), bool(int(ds.get("PixelRepresentation", 0)))
         fb, fs = bits, signed
-        lo, hi = api.value_range(bits, signed)
+        lo, hi = value_range(bits, signed)
         if frame.min() < lo or frame.max() > hi:  # header and pixels disagree: use the dtype's own range
             fb, fs = frame.dtype.itemsize * 8, frame.dtype.kind == "i"
         key = (frame.dtype.str, frame.shape, hash(frame.tobytes()), fb, fs)

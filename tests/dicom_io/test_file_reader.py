@@ -24,6 +24,7 @@ from tests.realdata import grayscale_image_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on the broken test files
 
+
 # Files among the bundled grayscale images that are broken on purpose (pydicom's own test corpus) or cannot be
 # placed in a study: each must give exactly this typed error, on read or on decode.
 EXPECTED_READ_ERRORS = {
@@ -39,6 +40,7 @@ EXPECTED_DECODE_ERRORS = {
 }
 
 RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+
 
 @pytest.mark.parametrize("path", grayscale_image_files(), ids=path_ids(grayscale_image_files()))
 def test_every_grayscale_image_reads_with_its_format_and_values(path):
@@ -81,6 +83,7 @@ def test_every_grayscale_image_reads_with_its_format_and_values(path):
     last = obj.number_of_frames - 1
     np.testing.assert_array_equal(dicom_io.read_frame(obj, last), frames[last])
 
+
 def test_non_grayscale_objects_are_verbatim_with_a_reason():
     cases = {
         "liver.dcm": "Segmentation",  # 1-bit SEG
@@ -97,24 +100,27 @@ def test_non_grayscale_objects_are_verbatim_with_a_reason():
         assert reason in obj.reason, (name, obj.reason)
         assert dicom_io.read_verbatim_bytes(obj) == file_named(name).read_bytes()
 
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 
-def test_zero_lengthfile_named(tmp_path):
+def test_zero_length_file(tmp_path):
     p = tmp_path / "empty.dcm"
     p.write_bytes(b"")
     with pytest.raises(NotDicomError, match="empty"):
         dicom_io.read_file(p)
 
-def test_textfile_named(tmp_path):
+
+def test_text_file(tmp_path):
     p = tmp_path / "notes.dcm"
     p.write_text("Patient arrived at 10:00.\nThis is not DICOM.\n" * 20)
     with pytest.raises(NotDicomError) as err:
         dicom_io.read_file(p)
     assert err.value.path == p and str(p) in str(err.value)
 
+
 @pytest.mark.parametrize("keep", [0.02, 0.1, 0.5, 0.99])
-def test_truncated_realfile_named(tmp_path, keep):
+def test_truncated_real_file(tmp_path, keep):
     src = file_named("CT_small.dcm").read_bytes()
     p = tmp_path / "cut.dcm"
     p.write_bytes(src[: int(len(src) * keep)])
@@ -124,12 +130,14 @@ def test_truncated_realfile_named(tmp_path, keep):
     if keep >= 0.5:  # inside Pixel Data: plainly truncation
         assert isinstance(err.value, TruncatedDicomError) and "7FE0,0010" in err.value.reason
 
-def test_truncated_encapsulatedfile_named(tmp_path):
+
+def test_truncated_encapsulated_file(tmp_path):
     src = grayscale_by_name()["MR2_J2KR.dcm"].read_bytes()
     p = tmp_path / "cut_j2k.dcm"
     p.write_bytes(src[: len(src) - 5000])
     with pytest.raises(TruncatedDicomError):
         dicom_io.read_file(p)
+
 
 def test_pixel_data_shorter_than_header_says(tmp_path):
     ds = pydicom.dcmread(file_named("CT_small.dcm"))
@@ -140,6 +148,7 @@ def test_pixel_data_shorter_than_header_says(tmp_path):
         dicom_io.read_file(p)
     assert "16384 bytes" in err.value.reason and "32768" in err.value.reason and str(p) in str(err.value)
 
+
 def test_image_header_without_pixel_data(tmp_path):
     ds = pydicom.dcmread(file_named("CT_small.dcm"))
     del ds.PixelData
@@ -148,11 +157,13 @@ def test_image_header_without_pixel_data(tmp_path):
     with pytest.raises(PixelDataMismatchError, match="no Pixel Data"):
         dicom_io.read_file(p)
 
+
 def test_errors_are_picklable_and_keep_their_fields(tmp_path):
     err = TruncatedDicomError(tmp_path / "x.dcm", "ends early", study_instance_uid="1.2.3")
     back = pickle.loads(pickle.dumps(err))
     assert type(back) is TruncatedDicomError and back.path == err.path and back.reason == err.reason
     assert back.study_instance_uid == "1.2.3" and str(back) == str(err)
+
 
 def test_raw_data_set_without_part10_header(tmp_path):
     ds = pydicom.dcmread(file_named("CT_small.dcm"))
@@ -167,9 +178,11 @@ def test_raw_data_set_without_part10_header(tmp_path):
     header = pydicom.dcmread(io.BytesIO(dicom_io.header_bytes(obj)))
     assert header.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID and "PixelData" not in header
 
+
 def test_bits_stored_larger_than_allocated_is_an_invalid_header(tmp_path):
     with pytest.raises(dicom_io.InvalidHeaderError, match="BitsStored 20"):
         dicom_io.read_file(ct_variant(tmp_path, "bs.dcm", BitsStored=20, HighBit=19))
+
 
 def test_huge_declared_dimensions_are_refused_before_decoding(tmp_path):
     with pytest.raises(dicom_io.InvalidHeaderError, match="exceeds"):

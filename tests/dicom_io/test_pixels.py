@@ -9,6 +9,7 @@ from tests.helpers.dicom_files import grayscale_by_name
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on the broken test files
 
+
 # Same image in two encodings: the decoded stored values must be identical (lossless syntaxes against the
 # uncompressed original; the *_UNCI files are the decompressed J2K-lossy files).
 SAME_PIXELS = [
@@ -31,6 +32,7 @@ SAME_PIXELS = [
     ("JPEG2000.dcm", "JPEG2000_UNC.dcm"),
 ]
 
+
 @pytest.mark.parametrize("encoded,reference", SAME_PIXELS, ids=[a for a, _ in SAME_PIXELS])
 def test_every_transfer_syntax_decodes_to_the_same_stored_values(encoded, reference):
     names = grayscale_by_name()
@@ -40,6 +42,7 @@ def test_every_transfer_syntax_decodes_to_the_same_stored_values(encoded, refere
     for x, y in zip(fa, fb):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
+
 
 def test_iter_frames_streams_one_frame_at_a_time():
     inst = dicom_io.read_file(grayscale_by_name()["emri_small.dcm"])

@@ -33,6 +33,7 @@ def _slice(src, out, *, sop, series="1.2.826.0.1.3680043.8.498.9001", study="1.2
     ds.save_as(out)
     return out
 
+
 def test_slices_are_ordered_along_the_normal_of_an_oblique_stack(tmp_path):
     ct = file_named("CT_small.dcm")
     row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(0.5), np.sin(0.5)])
@@ -51,12 +52,14 @@ def test_slices_are_ordered_along_the_normal_of_an_oblique_stack(tmp_path):
     (series,) = study.series
     assert [i.instance_number for i in series.instances] == [5, 2, 4, 1, 3]
 
+
 def test_equal_positions_fall_back_to_instance_number_then_uid(tmp_path):
     ct = file_named("CT_small.dcm")
     for k, (z, n, uid) in enumerate([(0, 2, "1.2.3.9"), (0, 1, "1.2.3.8"), (-5, 9, "1.2.3.7"), (0, 2, "1.2.3.6")]):
         _slice(ct, tmp_path / f"d{k}.dcm", sop=uid, position=(0, 0, z), number=n, orientation=(1, 0, 0, 0, 1, 0))
     (study,) = dicom_io.read_studies([tmp_path]).studies
     assert [i.sop_instance_uid for i in study.series[0].instances] == ["1.2.3.7", "1.2.3.8", "1.2.3.6", "1.2.3.9"]
+
 
 def test_without_positions_instance_number_orders(tmp_path):
     ct = file_named("CT_small.dcm")
@@ -65,6 +68,7 @@ def test_without_positions_instance_number_orders(tmp_path):
         _slice(ct, tmp_path / f"n{k}.dcm", sop=f"1.2.3.{k}", position=pos, number=n)
     (study,) = dicom_io.read_studies([tmp_path]).studies
     assert [i.instance_number for i in study.series[0].instances] == [1, 2, 3, None]
+
 
 def test_grouping_into_studies_and_series_with_errors_kept_apart(tmp_path):
     ct = file_named("CT_small.dcm")
@@ -94,6 +98,7 @@ def test_grouping_into_studies_and_series_with_errors_kept_apart(tmp_path):
     assert [(type(e), e.path.name) for e in result.errors] == [(NotDicomError, "readme.txt")]
     assert all(isinstance(e, DicomReadError) for e in result.all_errors) and len(result.all_errors) == 3
 
+
 def test_mixed_image_sizes_in_one_series_are_each_read_as_they_are(tmp_path):
     small = ct_variant(tmp_path, "small.dcm", SOPInstanceUID="1.2.3.1", InstanceNumber=1)
     mr = pydicom.dcmread(file_named("MR_small.dcm"))  # 64x64 into the CT's 128x128 series
@@ -105,6 +110,7 @@ def test_mixed_image_sizes_in_one_series_are_each_read_as_they_are(tmp_path):
     assert sorted((i.pixel.rows, i.pixel.columns) for i in series.instances) == [(64, 64), (128, 128)]
     for inst in series.instances:
         assert next(dicom_io.iter_frames(inst)).shape == (inst.pixel.rows, inst.pixel.columns)
+
 
 def test_hostile_uids_are_read_as_plain_strings(tmp_path):
     p = ct_variant(tmp_path, "hostile.dcm", StudyInstanceUID="../../../tmp/evil", SOPInstanceUID="/etc/passwd")

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from quality.metrics import METRICS
+
 MAGIC = "medzip-archive"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -107,6 +109,7 @@ class QualityRow:
     modality: str
     mode: str
     codec: str
+    # one column per metric of quality.metrics.METRICS, same name, its dtype from there
     psnr: float  # dB; inf for a bit-exact frame
     ssim: float
     max_error: int  # stored values
@@ -136,7 +139,7 @@ class QualityRow:
 
 _Q_NUMERIC = [
     ("series", "<i4"), ("instance", "<i4"), ("frame", "<i4"),
-    ("psnr", "<f8"), ("ssim", "<f8"), ("max_error", "<i8"),
+    *((m.name, m.dtype) for m in METRICS.values()),
     ("payload_bytes", "<i8"), ("original_bytes", "<i8"), ("ratio", "<f8"),
     ("gate_passed", "u1"), ("attempts", "<i4"),
 ]

@@ -1,18 +1,11 @@
 """A plain-dict description of one archive, for `medzip info` (read-only; checks what it reads)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from archive.reader import ArchiveReader
-
-
-def _finite_min(values: list[float]) -> float | None:
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        return min(finite)
-    return math.inf if values else None
+from quality.summaries import worst_figures
 
 
 def archive_summary(path: str | Path) -> dict[str, Any]:
@@ -32,9 +25,7 @@ def archive_summary(path: str | Path) -> dict[str, Any]:
                 "instances": len(reader.instances(s.key)),
                 "verbatim": len(reader.verbatim(s.key)),
                 "frames": len(rows),
-                "min_psnr": _finite_min([r.psnr for r in rows]),
-                "min_ssim": min((r.ssim for r in rows), default=None),
-                "max_error": max((r.max_error for r in rows), default=None),
+                **worst_figures(rows, skip_infinite=True),
                 "modes": sorted({r.mode for r in rows}),
             })
         original = sum(r.original_bytes for r in quality)

@@ -1,23 +1,18 @@
 """The escalation ladder of docs/design.md: a slice failing its gate is re-encoded at the next stricter mode.
 
 lossy:q -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's max_error_max
-when it sets one (capped at DEFAULT_K), else DEFAULT_K.
+when it sets one (capped at DEFAULT_K), else DEFAULT_K. "Stricter" is Mode's own order (codec.modes).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from codec.modes import Mode
-from configs import Gate
+
+if TYPE_CHECKING:
+    from configs import Gate
 
 DEFAULT_K = 2  # |error| <= 2 stored values: > 60 dB PSNR on 12-bit data, above every default gate
-
-
-def strictness(mode: Mode) -> tuple[int, int]:
-    """Order modes from loosest to strictest: lossy (higher q stricter) < near-lossless (smaller k stricter) < lossless."""
-    if mode.kind == "lossy":
-        return (0, mode.level)
-    if mode.kind == "near-lossless":
-        return (1, -mode.level)
-    return (2, 0)
 
 
 def near_lossless_k(gate: Gate) -> int:
@@ -28,10 +23,9 @@ def near_lossless_k(gate: Gate) -> int:
 
 def next_mode(current: Mode, gate: Gate, ceiling: Mode) -> Mode | None:
     """The next stricter mode after `current` for a slice under `gate`, or None when no stricter one is allowed."""
-    if strictness(current) >= strictness(ceiling):
+    if current >= ceiling:
         return None
-    k = near_lossless_k(gate)
-    candidate = Mode("near-lossless", k) if k > 0 else Mode("lossless", 0)
-    if strictness(candidate) <= strictness(current):
-        candidate = Mode("lossless", 0)
-    return candidate if strictness(candidate) <= strictness(ceiling) else ceiling
+    candidate = Mode.near_lossless(near_lossless_k(gate))  # k = 0 is lossless
+    if candidate <= current:
+        candidate = Mode.lossless()
+    return min(candidate, ceiling)

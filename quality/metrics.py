@@ -1,4 +1,4 @@
-"""The quality and size definitions of docs/design.md, computed in one place.
+"""The quality and size definitions of docs/design.md, computed in one place, and the gate metrics by name.
 
 Every part of medzip (gates, bench, audit, archive quality tables) calls these; none re-derives them.
 All inputs are arrays of *stored values* (never rescaled or windowed).
@@ -6,9 +6,11 @@ All inputs are arrays of *stored values* (never rescaled or windowed).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 
 def max_value(bits_stored: int) -> int:
@@ -31,6 +33,8 @@ def psnr(original: np.ndarray, decoded: np.ndarray, bits_stored: int) -> float:
 
 def ssim(original: np.ndarray, decoded: np.ndarray) -> float:
     """scikit-image SSIM on stored values, data_range = the original slice's max - min."""
+    from skimage.metrics import structural_similarity  # imported when used: the archive package reads METRICS
+
     a = original.astype(np.float64)
     b = decoded.astype(np.float64)
     data_range = float(a.max() - a.min())
@@ -63,3 +67,72 @@ def ratio(uncompressed: int, payload_bytes: int) -> float:
 
 def bpp(payload_bytes: int, pixels: int) -> float:
     return 8.0 * payload_bytes / pixels if pixels else 0.0
+
+
+def max_error_hu(max_error_stored: int, rescale_slope: float, modality: str) -> float | None:
+    """A CT slice's max error in Hounsfield units (stored values times |RescaleSlope|); None for other modalities."""
+    return float(max_error_stored * abs(rescale_slope)) if modality.upper() == "CT" else None
+
+
+# ---- the metrics by name ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """One gate metric: how it is computed, its column in the archive's quality table, and which way passes.
+
+    Adding a metric is one entry in METRICS plus its column: a field of the same name in
+    archive.QualityRow and quality.records.FrameQuality, and its threshold field (`threshold`) in configs.Gate.
+    """
+
+    name: str  # the column and record field
+    label: str  # how people read it: "PSNR"
+    compute: Callable[[np.ndarray, np.ndarray, int], float]  # (original, decoded, bits_stored) -> figure
+    dtype: str  # numpy dtype of its quality-table column
+    higher_is_better: bool  # True: passes at or above the gate's minimum; False: at or below its maximum
+    figure: str  # format of the figure in a gate reason
+    worst_key: str  # summary key of the worst figure over many slices: min_psnr, max_error
+    worst_label: str  # its table heading: "min PSNR"
+    no_decode: Callable[[int], float]  # bits_stored -> the figure recorded for a slice with no decode to measure
+    unit: str = ""
+
+    @property
+    def threshold(self) -> str:
+        """The Gate field that holds this metric's limit: psnr_min, max_error_max."""
+        return f"{self.name}_{'min' if self.higher_is_better else 'max'}"
+
+    def fails(self, value: float, limit: float) -> bool:
+        return value < limit if self.higher_is_better else value > limit
+
+    def reason(self, value: float, limit: float) -> str:
+        """Why `value` fails `limit`, with both figures: 'PSNR 41.20 dB < 45.0'."""
+        shown = self.figure.format(value) + (f" {self.unit}" if self.unit else "")
+        return f"{self.label} {shown} {'<' if self.higher_is_better else '>'} {limit}"
+
+    def worst(self, values: Iterable[float]) -> float | None:
+        """The worst of many slices' figures (None for none)."""
+        values = list(values)
+        if not values:
+            return None
+        return min(values) if self.higher_is_better else max(values)
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("psnr", "PSNR", psnr, "<f8", higher_is_better=True, figure="{:.2f}", worst_key="min_psnr",
+           worst_label="min PSNR", no_decode=lambda bits_stored: -math.inf, unit="dB"),
+    Metric("ssim", "SSIM", lambda original, decoded, bits_stored: ssim(original, decoded), "<f8",
+           higher_is_better=True, figure="{:.4f}", worst_key="min_ssim", worst_label="min SSIM",
+           no_decode=lambda bits_stored: 0.0),
+    Metric("max_error", "max error", lambda original, decoded, bits_stored: max_error(original, decoded), "<i8",
+           higher_is_better=False, figure="{}", worst_key="max_error", worst_label="max error",
+           no_decode=lambda bits_stored: 1 << bits_stored),
+)}
+
+
+def figures(original: np.ndarray, decoded: np.ndarray, bits_stored: int) -> dict[str, float]:
+    """Every metric of one decoded slice against its original: {name: figure}."""
+    return {m.name: m.compute(original, decoded, bits_stored) for m in METRICS.values()}
+
+
+def figures_of(record: Any) -> dict[str, float]:
+    """The figures a record (quality-table row, FrameQuality) holds, one attribute per metric."""
+    return {name: getattr(record, name) for name in METRICS}

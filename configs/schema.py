@@ -4,11 +4,21 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from codec.modes import Mode, ModeError
+from codec.modes import Mode
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -34,46 +44,27 @@ class Paths(_Strict):
         return Paths(**{name: (home / p if not p.is_absolute() else p) for name, p in self})
 
 
+# A codec mode in a config file is text ("near-lossless:2"); it is parsed here, once, into a codec.modes.Mode that
+# the flows pass on as a value, and written back as the same text.
+ModeSetting = Annotated[Mode, PlainValidator(Mode.parse), PlainSerializer(str, return_type=str),
+                        WithJsonSchema({"type": "string", "examples": ["lossless", "near-lossless:2", "lossy:3"]})]
+
+
 class CodecSettings(_Strict):
-    mode: str = "lossless"
+    mode: ModeSetting = Field(default="lossless", validate_default=True)
     # The strictest mode a slice failing its gate may be escalated to; a slice still failing there quarantines the
     # study. "lossless" (default) always ends in a passing slice; a site that would rather quarantine than store
     # lossless sets e.g. "near-lossless:4", or the same mode as `mode` for no escalation at all.
-    escalate_to: str = "lossless"
-
-    @field_validator("mode", "escalate_to")
-    @classmethod
-    def _valid_mode(cls, value: str) -> str:
-        try:
-            Mode.parse(value)
-        except ModeError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @property
-    def parsed_mode(self) -> Mode:
-        return Mode.parse(self.mode)
-
-    @property
-    def parsed_escalate_to(self) -> Mode:
-        return Mode.parse(self.escalate_to)
+    escalate_to: ModeSetting = Field(default="lossless", validate_default=True)
 
 
 class Gate(_Strict):
+    """A modality's thresholds on the metrics of quality.metrics (field `<metric>_min` or `<metric>_max`, per
+    Metric.threshold); quality.gates judges a slice against them."""
+
     psnr_min: float | None = None
     ssim_min: float | None = Field(default=None, ge=-1.0, le=1.0)
     max_error_max: int | None = Field(default=None, ge=0)
-
-    def failures(self, psnr: float, ssim: float, max_error: int) -> list[str]:
-        """The reasons a slice with these metrics fails this gate (empty when it passes)."""
-        reasons = []
-        if self.psnr_min is not None and psnr < self.psnr_min:
-            reasons.append(f"PSNR {psnr:.2f} dB < {self.psnr_min}")
-        if self.ssim_min is not None and ssim < self.ssim_min:
-            reasons.append(f"SSIM {ssim:.4f} < {self.ssim_min}")
-        if self.max_error_max is not None and max_error > self.max_error_max:
-            reasons.append(f"max error {max_error} > {self.max_error_max}")
-        return reasons
 
 
 class Schedule(_Strict):
@@ -144,7 +135,7 @@ class Config(_Strict):
     def gate_for(self, modality: str) -> Gate:
         return self.gates.get(modality.upper(), self.gates.get("default", Gate()))
 
-    def with_mode(self, mode: str) -> "Config":
+    def with_mode(self, mode: Mode | str) -> "Config":
         return self.model_copy(update={"codec": CodecSettings(mode=mode, escalate_to=self.codec.escalate_to)})
 
 

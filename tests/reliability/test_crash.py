@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from configs import load_config
-from tests.reliability_helpers import (
+from tests.helpers.reliability import (
     check_catalog_agrees,
     child_env,
     check_released,

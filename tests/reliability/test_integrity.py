@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows_helpers import make_config
-from tests.reliability_helpers import small_studies
+from tests.helpers.flows import make_config
+from tests.helpers.reliability import small_studies
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 N_OFFSETS = 50

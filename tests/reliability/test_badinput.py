@@ -1,4 +1,4 @@
-"""Bad input through the real inbox flow: every malformed or unsupported file (tests/badinputs.py) is archived, kept
+"""Bad input through the real inbox flow: every malformed or unsupported file (tests/helpers/badinputs.py) is archived, kept
 verbatim or reported with a typed error naming it; the flow always finishes; the inbox is left byte-identical;
 nothing is written outside the configured folders, whatever the UIDs say.
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import badinputs
-from tests.badinputs import ARCHIVED, EITHER, ERROR, VERBATIM
+from tests.helpers import badinputs
+from tests.helpers.badinputs import ARCHIVED, EITHER, ERROR, VERBATIM
 from configs import Gate
-from tests.flows_helpers import make_config
+from tests.helpers.flows import make_config
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning")]
 

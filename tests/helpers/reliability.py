@@ -1,4 +1,4 @@
-"""Shared pieces of tests/test_reliability_*.py: small real studies in an inbox, a config file for child processes
+"""Shared pieces of tests/reliability/: small real studies in an inbox, a config file for child processes
 (lab/loadgen.py's, shared with the load benchmark), running `medzip` as a killable child, and the invariants every
 run must keep."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from lab.loadgen import cheap_config
-from tests.badinputs import find
+from tests.helpers.badinputs import find
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEDZIP = Path(sys.executable).with_name("medzip")
 
 

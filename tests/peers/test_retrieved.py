@@ -1,5 +1,5 @@
 """The whole way round with real peers, on a multi-series study of bundled real files (CT, MR, multi-frame MR, NM
-+ colour US and SR kept verbatim; tests.peers_study.SMALL_STUDY):
++ colour US and SR kept verbatim; tests.helpers.peers_study.SMALL_STUDY):
 
 1. Orthanc (a real PACS) holds the study and sends it to medzip's C-STORE listener; the inbox flow archives it
    (lossless) and releases it.
@@ -9,7 +9,7 @@
 3. Each retrieved study is judged by dciodvfy (no error beyond the original's), dcmdump and dcmj2pnm, and sent back to
    Orthanc by C-STORE and by STOW-RS; Orthanc must hold every instance and render each grayscale series.
 
-Runs the flows against a real local Prefect server (tests.flows_helpers.prefect_server). One test function on
+Runs the flows against a real local Prefect server (tests.helpers.flows.prefect_server). One test function on
 purpose: pytest-xdist spreads a module's tests over its workers, and each worker would then start its own Prefect
 server and run the archive flow again (minutes of CPU on a 2-core machine); the steps are named in every assertion.
 """
@@ -23,9 +23,9 @@ import pydicom
 import pytest
 
 from dicom_io.network import CStoreDestination, run_listener, send_cstore, send_stowrs
-from tests.peers_orthanc import assert_orthanc_holds, orthanc  # noqa: F401 (fixture)
-from tests.peers_study import build_small_input, original_of, originals_by_uid, retrieved_study
-from tests.peers_tools import check_files, require
+from tests.helpers.peers_orthanc import assert_orthanc_holds, orthanc  # noqa: F401 (fixture)
+from tests.helpers.peers_study import build_small_input, original_of, originals_by_uid, retrieved_study
+from tests.helpers.peers_tools import check_files, require
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 GRAYSCALE_SERIES = 4  # CT, MR, multi-frame MR, NM

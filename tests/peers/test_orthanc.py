@@ -1,10 +1,10 @@
 """medzip against a real PACS: Debian's Orthanc (with its DICOMweb plugin) on loopback, configured from
-tests/orthanc/orthanc.json.
+tests/peers/orthanc/orthanc.json.
 
 - C-STORE and STOW-RS of the demo study written back by medzip's writer (lossless): Orthanc's REST API
   must list every instance, hold the same pixels, and render a frame of every image series as PNG.
 - Orthanc sends a study to medzip's C-STORE listener (REST /modalities/medzip/store): every instance lands in the
-  inbox, intact (test_peers_retrieved.py takes it on through the inbox flow to a released archive, retrieves it
+  inbox, intact (tests/peers/test_retrieved.py takes it on through the inbox flow to a released archive, retrieves it
   lossless and lossy and sends those back to Orthanc).
 
 Skips, naming the reason, when Orthanc or its plugins are not installed (scripts/install_test_tools.sh); fails
@@ -18,8 +18,8 @@ import pydicom
 import pytest
 
 from dicom_io.network import CStoreDestination, run_listener, safe_name, send_cstore, send_stowrs
-from tests.peers_orthanc import Orthanc, assert_orthanc_holds, orthanc, without_group_lengths  # noqa: F401 (fixture)
-from tests.peers_study import build_input, written_study
+from tests.helpers.peers_orthanc import Orthanc, assert_orthanc_holds, orthanc, without_group_lengths  # noqa: F401 (fixture)
+from tests.helpers.peers_study import build_input, written_study
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def demo_input(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def study(demo_input, tmp_path_factory) -> list[Path]:
     """The demo study (with its large CR and MR) rebuilt losslessly by dicom_io.writer. Lossy-labelled files go to
-    Orthanc in test_peers_retrieved.py, straight from the retrieve flow."""
+    Orthanc in tests/peers/test_retrieved.py, straight from the retrieve flow."""
     return sorted(written_study(demo_input, tmp_path_factory.mktemp("lossless"), lossy=False))
 
 

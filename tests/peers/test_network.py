@@ -1,6 +1,6 @@
 """C-STORE SCU/SCP and STOW-RS client, tested against our own listener and against scripted peers.
 
-These need no Debian tools (the tests against a real PACS are in test_peers_orthanc.py)."""
+These need no Debian tools (the tests against a real PACS are in tests/peers/test_orthanc.py)."""
 from __future__ import annotations
 
 import errno

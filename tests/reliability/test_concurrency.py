@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from configs import load_config
-from tests.flows_helpers import make_config
-from tests.reliability_helpers import check_catalog_agrees, digests, small_studies, start_medzip, write_config
+from tests.helpers.flows import make_config
+from tests.helpers.reliability import check_catalog_agrees, digests, small_studies, start_medzip, write_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from tests.peers_study import build_input, original_of, originals_by_uid, written_study
-from tests.peers_tools import check_files, dciodvfy, require
+from tests.helpers.peers_study import build_input, original_of, originals_by_uid, written_study
+from tests.helpers.peers_tools import check_files, dciodvfy, require
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """A real PACS for the peer tests: Debian's Orthanc (DICOMweb + GDCM plugins) on loopback, configured from
-tests/orthanc/orthanc.json with a fresh storage folder and free ports; and the checks made through its REST API."""
+tests/peers/orthanc/orthanc.json with a fresh storage folder and free ports; and the checks made through its REST API."""
 from __future__ import annotations
 
 import json
@@ -15,10 +15,10 @@ import httpx
 import pydicom
 import pytest
 
-from tests.peers_study import image_series
-from tests.peers_tools import INSTALL_HINT, skip_or_fail
+from tests.helpers.peers_study import image_series
+from tests.helpers.peers_tools import INSTALL_HINT, skip_or_fail
 
-CONFIG = Path(__file__).with_name("orthanc") / "orthanc.json"
+CONFIG = Path(__file__).resolve().parents[1] / "peers" / "orthanc" / "orthanc.json"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

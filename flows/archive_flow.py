@@ -3,78 +3,29 @@ escalate failing slices → release or quarantine. See docs/design.md, "The path
 
 import json
 import math
-import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
+from atomicfs import atomic_write
 from codec.modes import Mode
 from configs import Config
 from dicom_io import Study
-from flows import publish
-from flows.escalation import next_mode
+from flows import artifacts
+from flows.chunks import chunks_of
+from flows.encoding import encode_chunk, reencode_frames
+from flows.ingest import hash_inputs, ingest
+from flows.measuring import verify_frames
+from flows.outcomes import ArchiveOutcome, failed_outcome
 from flows.runners import task_runner_for
-from flows.steps import (
-    FrameId,
-    FrameQuality,
-    chunks_of,
-    encode_chunk,
-    hash_inputs,
-    reencode_frames,
-    verify_frames,
-)
 from flows.window import bounded_map
+from quality.escalation import next_mode
+from quality.metrics import METRICS
+from quality.records import FrameId, FrameQuality
+from quality.summaries import study_summary
 
 HEADER_FORMAT = "dicom-part10-no-pixels"
-
-
-class StudySelectionError(ValueError):
-    """The paths given to archive_study do not hold exactly the one study asked for."""
-
-
-@dataclass
-class ArchiveOutcome:
-    study_uid: str
-    status: str  # released | quarantined | already-archived | in-progress
-    archive: str | None
-    version: int | None = None
-    catalog_id: int | None = None
-    content_hash: str = ""
-    mode: str = ""  # the mode asked for
-    modes_used: dict[str, int] = field(default_factory=dict)  # final mode -> frames
-    frames: int = 0
-    verbatim: int = 0
-    escalated: int = 0  # frames re-encoded at a stricter mode
-    ratio: float | None = None
-    min_psnr: float | None = None
-    min_ssim: float | None = None
-    max_error: int | None = None
-    reasons: list[str] = field(default_factory=list)  # why quarantined
-    input_errors: list[str] = field(default_factory=list)  # files of the study that could not be read
-    series: list[dict] = field(default_factory=list)  # per-series quality
-    frame_quality: list[dict] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-# ---- ingest ---------------------------------------------------------------------------------------------------
-
-@task(name="ingest")
-def ingest(paths: list[str], study_uid: str | None = None) -> Study:
-    """Read the files (headers only), group them; exactly one study (or the one named) must be there."""
-    from dicom_io import read_studies
-
-    found = read_studies([Path(p) for p in paths])
-    studies = found.studies if study_uid is None else [s for s in found.studies if s.study_instance_uid == study_uid]
-    if len(studies) != 1:
-        names = ", ".join(s.study_instance_uid for s in found.studies) or "none"
-        why = f"no study {study_uid}" if study_uid else f"{len(studies)} studies"
-        raise StudySelectionError(f"{why} among {len(paths)} path(s) (found: {names}; unreadable files: "
-                                  f"{len(found.errors)}); archive_paths archives each study separately")
-    return studies[0]
 
 
 # ---- write ----------------------------------------------------------------------------------------------------
@@ -93,7 +44,7 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode, content_
                        content_hash=content_hash, meta=meta) as writer:
         for series in study.series:
             series_index[series.series_instance_uid] = writer.add_series(series.series_instance_uid, series.modality)
-        inputs = ({"chunk": c, "mode": str(mode)} for c in chunks)
+        inputs = ({"chunk": c, "mode": mode} for c in chunks)
         for encoded in bounded_map(encode_chunk, inputs, window):
             s = series_index[encoded.chunk.series_uid]
             by_uid = {}
@@ -109,7 +60,7 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode, content_
                 )
                 keys[inst.sop_instance_uid] = tuple(by_uid[inst.sop_instance_uid])
             for ef in encoded.frames:
-                writer.add_frame(by_uid[ef.sop_uid], ef.frame, ef.payload, codec=ef.codec, mode=ef.mode,
+                writer.add_frame(by_uid[ef.sop_uid], ef.frame, ef.payload, codec=ef.codec, mode=str(ef.mode),
                                  values_sha256=ef.values_sha256)
         for series in study.series:
             for obj in series.verbatim:  # byte for byte
@@ -140,22 +91,21 @@ def verify_archive_quality(path: Path, study: Study, config: Config,
 
 
 def escalate(path: Path, study: Study, config: Config, failing: list[FrameQuality],
-             keys: dict[str, tuple[int, int]]) -> dict[FrameId, str]:
+             keys: dict[str, tuple[int, int]]) -> dict[FrameId, Mode]:
     """Re-encode each failing frame at its next stricter mode and rewrite the archive with them.
     Returns {frame: new mode}; frames without a stricter mode allowed are left out."""
     from archive import FrameKey, NewPayload, rewrite_archive
 
-    ceiling = config.codec.parsed_escalate_to
-    by_instance: dict[tuple[str, str], list[int]] = {}
-    new_modes: dict[FrameId, str] = {}
+    by_instance: dict[tuple[str, Mode], list[int]] = {}
+    new_modes: dict[FrameId, Mode] = {}
     for q in failing:
         if q.integrity:
             continue  # a checksum or bound violation is a defect, not a quality shortfall
-        nxt = next_mode(Mode.parse(q.mode), config.gate_for(q.modality), ceiling)
+        nxt = next_mode(q.mode, config.gate_for(q.modality), config.codec.escalate_to)
         if nxt is None:
             continue
-        by_instance.setdefault((q.sop_uid, str(nxt)), []).append(q.frame)
-        new_modes[q.key] = str(nxt)
+        by_instance.setdefault((q.sop_uid, nxt), []).append(q.frame)
+        new_modes[q.key] = nxt
     if not new_modes:
         return {}
     instances = {i.sop_instance_uid: i for i in study.instances}
@@ -165,7 +115,7 @@ def escalate(path: Path, study: Study, config: Config, failing: list[FrameQualit
     for encoded in bounded_map(reencode_frames, inputs, 2 * config.runner.max_workers):
         for ef in encoded:
             s, i = keys[ef.sop_uid]
-            replace[FrameKey(s, i, ef.frame)] = NewPayload(ef.payload, codec=ef.codec, mode=ef.mode,
+            replace[FrameKey(s, i, ef.frame)] = NewPayload(ef.payload, codec=ef.codec, mode=str(ef.mode),
                                                            values_sha256=ef.values_sha256)
     rewrite_archive(path, frames=replace)
     return new_modes
@@ -173,79 +123,28 @@ def escalate(path: Path, study: Study, config: Config, failing: list[FrameQualit
 
 def quality_rows(rows: Iterable[FrameQuality], keys: dict[str, tuple[int, int]]) -> list[dict]:
     """The archive's per-frame quality table (archive.QualityRow fields)."""
-    out = []
-    for q in rows:
-        s, i = keys[q.sop_uid]
-        out.append(dict(series=s, instance=i, frame=q.frame, sop_instance_uid=q.sop_uid, modality=q.modality,
-                        mode=q.mode, codec=q.codec, psnr=q.psnr, ssim=q.ssim, max_error=q.max_error,
-                        payload_bytes=q.payload_bytes, original_bytes=q.original_bytes, ratio=q.ratio,
-                        gate_passed=q.passed, gate_reasons=tuple(q.gate_reasons + q.integrity),
-                        attempts=len(q.escalations) + 1, escalations=tuple(q.escalations)))
-    return out
-
-
-# ---- summaries ------------------------------------------------------------------------------------------------
-
-def _finite_min(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return min(values) if values else None
-
-
-def _mean_psnr(rows: list[FrameQuality]) -> float | None:
-    """Mean over the slices that are not exact; +inf when every slice is exact."""
-    if not rows:
-        return None
-    finite = [q.psnr for q in rows if math.isfinite(q.psnr)]
-    return sum(finite) / len(finite) if finite else math.inf
+    return [q.table_row(*keys[q.sop_uid]) for q in rows]
 
 
 def summarize(rows: list[FrameQuality], study: Study) -> dict:
-    original = sum(q.original_bytes for q in rows)
-    payload = sum(q.payload_bytes for q in rows)
-    series = []
-    for s in study.series:
-        mine = [q for q in rows if q.series_uid == s.series_instance_uid]
-        if not mine and not s.verbatim:
-            continue
-        series.append({
-            "series_uid": s.series_instance_uid, "modality": s.modality, "frames": len(mine),
-            "verbatim": len(s.verbatim),
-            "modes": ", ".join(sorted({q.mode for q in mine})) or "verbatim",
-            "min_psnr": _finite_min(q.psnr for q in mine),
-            "mean_psnr": _mean_psnr(mine),
-            "min_ssim": _finite_min(q.ssim for q in mine),
-            "max_error": max((q.max_error for q in mine), default=None),
-            "ratio": (sum(q.original_bytes for q in mine) / max(1, sum(q.payload_bytes for q in mine))) if mine else None,
-            "escalated": sum(1 for q in mine if q.escalations),
-            "failed": sum(1 for q in mine if not q.passed),
-        })
-    modes: dict[str, int] = {}
-    for q in rows:
-        modes[q.mode] = modes.get(q.mode, 0) + 1
-    return {
-        "original_bytes": original, "archived_bytes": payload,
-        "ratio": original / payload if payload else None,
-        "min_psnr": _finite_min(q.psnr for q in rows), "min_ssim": _finite_min(q.ssim for q in rows),
-        "max_error": max((q.max_error for q in rows), default=None),
-        "modes_used": modes, "series": series,
-        "modalities": sorted({s.modality.upper() for s in study.series if s.modality}),
-    }
+    return study_summary(rows, [(s.series_instance_uid, s.modality, len(s.verbatim)) for s in study.series])
 
 
 def _quarantine_reasons(rows: list[FrameQuality]) -> list[str]:
-    return [f"series {q.series_uid} SOP {q.sop_uid} frame {q.frame} ({q.mode}): " + "; ".join(q.gate_reasons + q.integrity)
+    return [f"series {q.series_uid} SOP {q.sop_uid} frame {q.frame} ({q.mode}): " + "; ".join(q.reasons)
             for q in rows if not q.passed]
 
 
 # ---- the flow -------------------------------------------------------------------------------------------------
 
 @flow(name="archive-study")
-def archive_study_flow(paths: list[str], config: Config, mode: str | None = None, study_uid: str | None = None,
+def archive_study_flow(paths: list[str], config: Config, study_uid: str | None = None,
                        retry_quarantined: bool = False) -> ArchiveOutcome:
+    """Archive the one study in `paths` at the config's codec mode (a Mode, parsed when the config was loaded)."""
     from archive import Catalog, atomic_move, file_sha256, safe_archive_name, verify_archive
 
     logger = get_run_logger()
-    asked = Mode.parse(mode) if mode else config.codec.parsed_mode
+    asked = config.codec.mode
 
     # ingest
     study = ingest(paths, study_uid)
@@ -267,7 +166,7 @@ def archive_study_flow(paths: list[str], config: Config, mode: str | None = None
     name = safe_archive_name(uid, rec.version)
     work = config.paths.work / name
     work.unlink(missing_ok=True)  # a leftover of a crashed run of this very claim
-    meta = {"requested_mode": str(asked), "escalate_to": config.codec.escalate_to, "catalog_id": rec.id,
+    meta = {"requested_mode": str(asked), "escalate_to": str(config.codec.escalate_to), "catalog_id": rec.id,
             "version": rec.version, "gates": {k: g.model_dump() for k, g in config.gates.items()}}
     outcome = ArchiveOutcome(uid, "quarantined", None, rec.version, rec.id, content_hash, str(asked),
                              frames=sum(i.number_of_frames for i in study.instances),
@@ -301,14 +200,15 @@ def archive_study_flow(paths: list[str], config: Config, mode: str | None = None
             outcome.archive = str(target)
             _write_reasons(target, outcome.reasons)
         catalog.set_status(rec.id, "quarantined", outcome.reasons, path=outcome.archive)
-        publish.study_artifacts(outcome)
+        artifacts.study_artifacts(outcome)
         raise
 
     summary = summarize(ordered, study)
     outcome.modes_used = summary["modes_used"]
     outcome.escalated = sum(1 for q in ordered if q.escalations)
-    outcome.ratio, outcome.min_psnr = summary["ratio"], summary["min_psnr"]
-    outcome.min_ssim, outcome.max_error = summary["min_ssim"], summary["max_error"]
+    outcome.ratio = summary["ratio"]
+    for metric in METRICS.values():
+        setattr(outcome, metric.worst_key, summary[metric.worst_key])
     outcome.series = summary["series"]
     outcome.frame_quality = [q.as_dict() for q in ordered]
     reasons = _quarantine_reasons(ordered)
@@ -335,36 +235,30 @@ def archive_study_flow(paths: list[str], config: Config, mode: str | None = None
         outcome.status = "released"
         catalog.set_status(rec.id, "released", path=final)
         logger.info("study %s released: %s (ratio %.2f)", uid, final, outcome.ratio or math.nan)
-    publish.study_artifacts(outcome)
+    artifacts.study_artifacts(outcome)
     return outcome
 
 
 def _write_reasons(archive_path: Path, reasons: list[str]) -> Path:
-    path = Path(archive_path).with_suffix(".reasons.json")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"archive": Path(archive_path).name, "reasons": reasons}, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    text = json.dumps({"archive": Path(archive_path).name, "reasons": reasons}, indent=2)
+    return atomic_write(Path(archive_path).with_suffix(".reasons.json"), text)
 
 
 # ---- entry points ---------------------------------------------------------------------------------------------
 
-def archive_study(paths: Iterable[str | Path], config: Config, mode: str | None = None, *,
+def archive_study(paths: Iterable[str | Path], config: Config, mode: Mode | None = None, *,
                   study_uid: str | None = None, retry_quarantined: bool = False) -> ArchiveOutcome:
-    """Archive the one study in `paths` (files or folders) on the task runner the config names."""
+    """Archive the one study in `paths` (files or folders) on the task runner the config names; `mode` overrides
+    the config's codec mode."""
+    if mode is not None:
+        config = config.with_mode(mode)
     flow_ = archive_study_flow.with_options(task_runner=task_runner_for(config))
-    return flow_([str(p) for p in paths], config, mode, study_uid, retry_quarantined)
+    return flow_([str(p) for p in paths], config, study_uid, retry_quarantined)
 
 
-def archive_paths(paths: Iterable[str | Path], config: Config, mode: str | None = None) -> list[dict]:
+def archive_paths(paths: Iterable[str | Path], config: Config, mode: Mode | None = None) -> list[dict]:
     """`medzip archive PATH…`: archive every study found under `paths`, one after the other."""
     from dicom_io import read_studies
-
-    from flows.inbox import failed_outcome
 
     found = read_studies([Path(p) for p in paths])
     outcomes = []

@@ -5,11 +5,12 @@ Only UIDs, never patient names, IDs or birth dates, go into artifacts (they are 
 from __future__ import annotations
 
 import hashlib
-import math
-from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext, TaskRunContext
+
+from flows.formatting import fmt
+from quality.metrics import METRICS
 
 
 def artifact_key(kind: str, study_uid: str) -> str:
@@ -19,14 +20,6 @@ def artifact_key(kind: str, study_uid: str) -> str:
 
 def _in_run() -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
-def fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "∞ (exact)" if value > 0 else "-∞"
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 def study_artifacts(outcome) -> None:
@@ -48,8 +41,8 @@ def study_artifacts(outcome) -> None:
         f"| frames / verbatim objects | {outcome.frames} / {outcome.verbatim} |",
         f"| escalated frames | {outcome.escalated} |",
         f"| ratio | {fmt(outcome.ratio)} |",
-        f"| min PSNR (dB) / min SSIM / max error | {fmt(outcome.min_psnr)} / {fmt(outcome.min_ssim)} / "
-        f"{fmt(outcome.max_error)} |",
+        f"| {' / '.join(m.worst_label + (f' ({m.unit})' if m.unit else '') for m in METRICS.values())} | "
+        + " / ".join(fmt(getattr(outcome, m.worst_key)) for m in METRICS.values()) + " |",
     ]
     if outcome.reasons:
         lines += ["", "## Reasons for quarantine", ""] + [f"- {r}" for r in outcome.reasons[:50]]

@@ -3,29 +3,20 @@ HTML report (flows.audit_report) and a Prefect markdown artifact."""
 
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from atomicfs import atomic_write
 from configs import Config
+from flows import artifacts
 from flows import audit_report as R
-from flows import publish
+from flows.formatting import fmt, jsonable
+from quality.metrics import METRICS
+from quality.summaries import mean_psnr, mode_counts, worst_figures
 
 WORST_SLICES = 6
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 @task(name="collect-quality")
@@ -65,10 +56,8 @@ def collect(config: Config, since: str | None, until: str | None, modality: str 
                          "payload_bytes": q.payload_bytes, "original_bytes": q.original_bytes, "ratio": q.ratio,
                          "gate_passed": q.gate_passed, "gate_reasons": list(q.gate_reasons),
                          "escalations": list(q.escalations), "status": rec.status})
-        for m in mine:
-            row["modes_used"][m["mode"]] = row["modes_used"].get(m["mode"], 0) + 1
-        finite = [m["psnr"] for m in mine if math.isfinite(m["psnr"])]
-        row["mean_psnr"] = (sum(finite) / len(finite)) if finite else (math.inf if mine else None)
+        row["modes_used"] = mode_counts(mine)
+        row["mean_psnr"] = mean_psnr(m["psnr"] for m in mine)
         row["escalated"] = sum(1 for m in mine if m["escalations"])
         row["gate_failures"] = sum(1 for m in mine if not m["gate_passed"])
         row["models"] = sorted({m["codec"] for m in mine})
@@ -118,9 +107,7 @@ def summary_of(archives: list[dict], frames: list[dict]) -> dict:
         "archives": len(archives), **{f"status_{k}": v for k, v in sorted(by_status.items())},
         "frames": len(frames), "original_bytes": original, "archived_bytes": payload,
         "ratio": original / payload if payload else None,
-        "min_psnr": min((f["psnr"] for f in frames), default=None),
-        "min_ssim": min((f["ssim"] for f in frames), default=None),
-        "max_error": max((f["max_error"] for f in frames), default=None),
+        **worst_figures(frames),
         "escalated_frames": sum(1 for f in frames if f["escalations"]),
         "gate_failures": sum(1 for f in frames if not f["gate_passed"]),
     }
@@ -165,24 +152,14 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
     return R.render_html("medzip quality audit", sections)
 
 
-def _write_private(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
 def _markdown(summary: dict, archives: list[dict], html_path: Path) -> str:
     lines = ["# medzip quality audit", "", f"HTML report: `{html_path}`", "", "| measure | value |", "|---|---|"]
-    lines += [f"| {k} | {publish.fmt(v)} |" for k, v in summary.items()]
-    lines += ["", "| study | v | status | mode | ratio | min PSNR | min SSIM | max error |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| `{a['study_uid']}` | {a['version']} | {a['status']} | `{a['mode']}` | {publish.fmt(a['ratio'])} | "
-              f"{publish.fmt(a['min_psnr'])} | {publish.fmt(a['min_ssim'])} | {publish.fmt(a['max_error'])} |"
-              for a in archives[:200]]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in summary.items()]
+    worst = [m.worst_key for m in METRICS.values()]
+    heads = ["study", "v", "status", "mode", "ratio", *(m.worst_label for m in METRICS.values())]
+    lines += ["", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += [f"| `{a['study_uid']}` | {a['version']} | {a['status']} | `{a['mode']}` | {fmt(a['ratio'])} | "
+              + " | ".join(fmt(a[k]) for k in worst) + " |" for a in archives[:200]]
     return "\n".join(lines)
 
 
@@ -196,13 +173,13 @@ def audit_quality_flow(config: Config, since: str | None = None, until: str | No
     reports = config.paths.reports
     reports.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    html_path = _write_private(reports / f"audit-{stamp}.html", render(archives, frames, summary, problems, filters))
+    html_path = atomic_write(reports / f"audit-{stamp}.html", render(archives, frames, summary, problems, filters))
     data = {"generated_utc": stamp, "filters": filters, "summary": summary, "archives": archives,
             "worst_slices": worst(frames), "failures_and_escalations":
                 [f for f in frames if f["escalations"] or not f["gate_passed"]], "frames": frames,
             "problems": problems}
-    json_path = _write_private(reports / f"audit-{stamp}.json", json.dumps(_jsonable(data), indent=1))
-    publish.markdown("quality-audit", _markdown(summary, archives, html_path), "medzip quality audit")
+    json_path = atomic_write(reports / f"audit-{stamp}.json", json.dumps(jsonable(data), indent=1))
+    artifacts.markdown("quality-audit", _markdown(summary, archives, html_path), "medzip quality audit")
     logger.info("audit of %d archives (%d slices): %s", len(archives), len(frames), html_path)
     return {"html": str(html_path), "json": str(json_path), "summary": summary, "archives": archives,
             "problems": problems}

@@ -1,6 +1,7 @@
 """Rendering of the quality audit: matplotlib (Agg) charts and thumbnails as base64 PNG, in one HTML file.
 
-Input is the audit's plain data (see flows.audit_flow); nothing here reads archives or computes metrics.
+Input is the audit's plain data (see flows.audit_flow); nothing here reads archives, computes metrics or does
+pixel math (quality.images does).
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from flows.formatting import fmt  # noqa: E402
+from quality import images  # noqa: E402
+
 LOSSLESS_PSNR_PLOT = 100.0  # where exact (infinite PSNR) slices are drawn on PSNR axes
-THUMB_SIZE = 256
 
 
 def _png(fig) -> str:
@@ -38,19 +41,9 @@ def _finite_psnr(v) -> float:
     return min(float(v), LOSSLESS_PSNR_PLOT)
 
 
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "∞ (exact)" if v > 0 else "-∞"
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -103,31 +96,28 @@ def ratio_chart(frames: list[dict]) -> str:
 
 
 def _thumb(values: np.ndarray, vmin: float | None = None, vmax: float | None = None, cmap: str = "gray") -> str:
-    step = max(1, math.ceil(max(values.shape) / THUMB_SIZE))
-    small = values[::step, ::step].astype(np.float64)
     buf = io.BytesIO()
-    plt.imsave(buf, small, cmap=cmap, vmin=vmin, vmax=vmax, format="png")
+    plt.imsave(buf, images.thumbnail(values), cmap=cmap, vmin=vmin, vmax=vmax, format="png")
     return base64.b64encode(buf.getvalue()).decode()
 
 
 def worst_slice_row(info: dict, original: np.ndarray | None, decoded: np.ndarray) -> str:
-    """Original, decoded and amplified |difference| thumbnails of one slice (original may be unavailable).
-    The difference is stretched so that its largest value is white: an error of 2 stored values stays visible."""
-    lo, hi = float(np.min(decoded)), float(np.max(decoded))
+    """Original, decoded and amplified |difference| thumbnails of one slice (original may be unavailable)."""
     cells = []
     if original is not None:
-        lo, hi = float(np.min(original)), float(np.max(original))
+        lo, hi = images.display_range(original)
+        diff, (dlo, dhi) = images.difference(original, decoded)
         cells.append(_img(_thumb(original, lo, hi), "original", 200))
-        diff = np.abs(original.astype(np.int64) - decoded.astype(np.int64))
         cells.append(_img(_thumb(decoded, lo, hi), "decoded", 200))
-        cells.append(_img(_thumb(diff, 0, max(1, int(diff.max())), cmap="inferno"), "amplified difference", 200))
+        cells.append(_img(_thumb(diff, dlo, dhi, cmap="inferno"), "amplified difference", 200))
     else:
+        lo, hi = images.display_range(decoded)
         cells.append("<em>original no longer at its source path</em>")
         cells.append(_img(_thumb(decoded, lo, hi), "decoded", 200))
         cells.append("")
     caption = (f"study {info['study_uid']} · series {info['series_uid']} · instance {info['sop_uid']} "
-               f"frame {info['frame']} · mode {info['mode']} · PSNR {_fmt(info.get('psnr'))} dB · "
-               f"SSIM {_fmt(info.get('ssim'))} · max error {info.get('max_error')}")
+               f"frame {info['frame']} · mode {info['mode']} · PSNR {fmt(info.get('psnr'))} dB · "
+               f"SSIM {fmt(info.get('ssim'))} · max error {info.get('max_error')}")
     return ('<div class="worst"><p>' + html.escape(caption) + "</p><table class=\"thumbs\"><tr><th>original</th>"
             "<th>decoded</th><th>|difference|, stretched (white = max error)</th></tr><tr>"
             + "".join(f"<td>{c}</td>" for c in cells) + "</tr></table></div>")

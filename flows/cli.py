@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -14,6 +13,8 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from flows.formatting import jsonable
 
 app = typer.Typer(
     name="medzip",
@@ -30,24 +31,6 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="Config file (TOML); default: the bundled configs/default.toml."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return _jsonable(value.model_dump())
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return _jsonable(asdict(value))
-    return value
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -77,7 +60,7 @@ def _run(as_json: bool, work: Callable[[], dict], render: Callable[[dict], None]
             console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
     if as_json:
-        print(json.dumps(_jsonable({"ok": True, **result}), indent=2))
+        print(json.dumps(jsonable({"ok": True, **result}), indent=2))
     else:
         render(result)
     if result.get("exit_code"):
@@ -85,10 +68,12 @@ def _run(as_json: bool, work: Callable[[], dict], render: Callable[[dict], None]
 
 
 def _config(path: Optional[Path], mode: Optional[str] = None):
+    """The config file's policy; `--mode` text, when given, is parsed into the config's Mode here."""
+    from codec.modes import Mode
     from configs import load_config
 
     config = load_config(path)
-    return config.with_mode(mode) if mode else config
+    return config.with_mode(Mode.parse(mode)) if mode else config
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -225,10 +210,13 @@ def audit(
         return dict(audit_quality(_config(config), since=since, until=until, modality=modality, status=status))
 
     def render(result: dict) -> None:
+        from quality.metrics import METRICS
+
         rows = [[r.get("study_uid", ""), r.get("status", ""), r.get("mode", ""), r.get("ratio", ""),
-                 r.get("min_psnr", ""), r.get("min_ssim", ""), r.get("max_error", "")]
+                 *(r.get(m.worst_key, "") for m in METRICS.values())]
                 for r in result.get("archives", [])]
-        console.print(_table("audit", ["study", "status", "mode", "ratio", "min PSNR", "min SSIM", "max err"], rows))
+        heads = ["study", "status", "mode", "ratio", *(m.worst_label for m in METRICS.values())]
+        console.print(_table("audit", heads, rows))
         console.print(f"HTML report: {result.get('html')}\nJSON report: {result.get('json')}")
 
     _run(as_json, work, render)
@@ -237,7 +225,7 @@ def audit(
 @app.command()
 def serve(config: ConfigOpt = None) -> None:
     """Serve the scheduled inbox-archiving deployment (starts `prefect server` when PREFECT_API_URL is unset)."""
-    from flows.serve import serve_inbox
+    from flows.serve_deployment import serve_inbox
 
     serve_inbox(_config(config))
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from codec.modes import Mode
+
 # (package, file): one file per SOP instance; several transfer syntaxes and modalities, plus non-image objects.
 DEMO_FILES = (
     ("data_store", "693_J2KR.dcm"),  # CT 512², JPEG 2000 lossless
@@ -23,7 +25,7 @@ DEMO_FILES = (
 DEMO_STUDY_UID = "2.25.31415926535897932384626433832795028841"
 # The demo starts at the learned codec's best lossy rate point so the gates and the escalation ladder are seen at
 # work: a slice failing its modality's gate is re-encoded near-lossless, then lossless (configs/default.toml).
-DEMO_MODE = "lossy:4"
+DEMO_MODE = Mode.lossy(4)
 
 
 def demo_sources() -> list[Path]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from configs import Config
+from flows.archive_flow import archive_study
+from flows.outcomes import failed_outcome
 from flows.window import bounded_map
 
 
@@ -67,21 +69,10 @@ def find_settled_studies(config: Config) -> tuple[list[InboxStudy], list[str], l
 
 @task(name="archive-inbox-study")
 def archive_inbox_study(study: InboxStudy, config: Config) -> dict:
-    from flows.archive_flow import archive_study
-
     try:
         return archive_study(study.files, config, study_uid=study.study_uid).as_dict()
     except Exception as exc:  # one study that cannot be archived must not stop the others in this run
         return failed_outcome(study.study_uid, exc)
-
-
-def failed_outcome(study_uid: str | None, exc: BaseException) -> dict:
-    """The outcome of a study whose archive run raised (archive_study has quarantined its catalog claim)."""
-    from dicom_io import DicomReadError
-
-    reason = f"{type(exc).__name__}: {exc}"
-    return {"study_uid": study_uid, "status": "failed", "archive": None, "reasons": [reason],
-            "input_errors": [str(exc)] if isinstance(exc, DicomReadError) else []}
 
 
 @flow(name="archive-inbox", log_prints=True)

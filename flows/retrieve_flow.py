@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from configs import Config
+from flows.archived import frame_mode
 from flows.runners import task_runner_for
 from flows.window import bounded_map
 
@@ -76,7 +77,7 @@ def restore_instances(archive_path: str, job: InstanceJob) -> list[dict]:
                 payload = reader.payload(fr)
                 payload_bytes += len(payload)
                 values = codec_api.decode(payload)
-                if fr.mode == "lossless":
+                if frame_mode(fr).is_lossless:
                     reader.check_values(fr, values)  # ChecksumMismatchError names the frame
                 else:
                     try:

@@ -15,7 +15,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from configs import Config
+from flows.archived import frame_mode
 from flows.runners import task_runner_for
+from quality import gates, metrics
 
 MAX_PROBLEMS = 200  # per archive: a wholly wrong file should not produce a million lines
 
@@ -35,7 +37,7 @@ def _check_frames(reader, config: Config, problems: list[str]) -> int:
     from archive import ArchiveError, ChecksumMismatchError
     from archive.reader import describe
     from codec import api as codec_api
-    from codec.modes import Mode, ModeError
+    from codec.modes import ModeError
 
     quality = {row.key: row for row in reader.quality()}
     decoded = 0
@@ -46,7 +48,7 @@ def _check_frames(reader, config: Config, problems: list[str]) -> int:
             break
         item = describe(fr.key, fr.sop_instance_uid)
         try:
-            mode = Mode.parse(fr.mode)
+            mode = frame_mode(fr)
         except ModeError as exc:
             problems.append(f"{item}: recorded mode is not a codec mode: {exc}")
             continue
@@ -58,13 +60,12 @@ def _check_frames(reader, config: Config, problems: list[str]) -> int:
                 problems.append(f"{item}: quality row is for SOP {row.sop_instance_uid} at {row.mode}, "
                                 f"the frame is {fr.sop_instance_uid} at {mode}")
             modality = row.modality or inst.modality
-            reasons = config.gate_for(modality).failures(row.psnr, row.ssim, row.max_error)
-            if reasons or not row.gate_passed:
+            judged = gates.judge(metrics.figures_of(row), config.gate_for(modality), mode)
+            if judged.failures or not row.gate_passed:
                 problems.append(f"{item}: fails the {modality} gate: "
-                                + ("; ".join(reasons) or "recorded as failed: " + "; ".join(row.gate_reasons)))
-            bound = mode.max_error_bound
-            if bound is not None and row.max_error > bound:
-                problems.append(f"{item}: recorded max error {row.max_error} exceeds the {mode} bound {bound}")
+                                + ("; ".join(judged.gate_reasons)
+                                   or "recorded as failed: " + "; ".join(row.gate_reasons)))
+            problems += [f"{item}: recorded {p}" for p in judged.integrity]
         try:
             values = codec_api.decode(reader.payload(fr))
         except ArchiveError as exc:

@@ -1,7 +1,7 @@
 """archive_study on a real dask.distributed LocalCluster (two workers) through prefect-dask's DaskTaskRunner gives
 the same archive content as the default thread-pool run."""
 from configs.schema import Runner
-from tests.flows_helpers import _find, archive_content, make_config, write_study
+from tests.helpers.flows import _find, archive_content, make_config, write_study
 
 
 def test_dask_cluster_gives_the_same_archive(prefect_server, tmp_path):

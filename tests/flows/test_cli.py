@@ -1,4 +1,4 @@
-"""The `medzip` command line: help, config validation messages, --json documents, `info` on a real archive."""
+"""The `medzip` command line: help, a bad config reported as JSON, --json documents, `info` on a real archive."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,12 @@ import math
 
 import numpy as np
 import pydicom
-import pytest
 from typer.testing import CliRunner
 
 from archive import ArchiveWriter, QualityRow, values_sha256
 from codec import api as codec_api
 from quality import metrics
 from codec.modes import Mode
-from configs import ConfigError, load_config
 from flows.cli import app
 from tests.realdata import all_files
 
@@ -27,17 +25,6 @@ def test_help_lists_every_command():
         assert command in result.output
 
 
-def test_bad_config_names_every_wrong_field(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[codec]\nmode = "lossy:x"\n[gates.CT]\nssim_min = 3\n[runner]\nkind = "dask"\n[bogus]\n')
-    with pytest.raises(ConfigError) as err:
-        load_config(bad)
-    message = str(err.value)
-    for field in ("codec.mode", "gates.CT.ssim_min", "runner", "bogus"):
-        assert field in message, message
-    assert str(bad) in message
-
-
 def test_cli_reports_a_bad_config_as_json(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[codec]\nmode = 'fast'\n")
@@ -49,11 +36,11 @@ def test_cli_reports_a_bad_config_as_json(tmp_path):
     assert doc["ok"] is False and doc["error"] == "ConfigError" and "codec.mode" in doc["message"]
 
 
-def test_paths_follow_medzip_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEDZIP_HOME", str(tmp_path / "home"))
-    config = load_config()
-    assert config.paths.inbox == tmp_path / "home" / "inbox"
-    assert config.paths.catalog == tmp_path / "home" / "catalog.sqlite"
+def test_a_bad_mode_is_refused_at_the_command_line(tmp_path):
+    result = runner.invoke(app, ["archive", str(tmp_path), "--mode", "fast", "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["error"] == "ModeError" and "fast" in doc["message"]
 
 
 def test_info_refuses_a_foreign_file(tmp_path):

@@ -7,13 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.flows_helpers import (
-    _find,
-    archive_content,
-    file_digests,
-    make_config,
-    write_study,
-)
+from tests.helpers.flows import _find, file_digests, make_config, write_study
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.10001"
 
@@ -32,7 +26,7 @@ def check_released_with_every_slice_measured(lossless_run):
     from archive import ArchiveReader, Catalog
     from prefect.artifacts import Artifact
 
-    from flows.publish import artifact_key
+    from flows.artifacts import artifact_key
 
     o, config = lossless_run["outcome"], lossless_run["config"]
     assert o.status == "released", o.reasons

@@ -1,4 +1,4 @@
-"""Shared fixtures and builders for tests/test_flows_*.py: a real Prefect server, real DICOM studies, configs."""
+"""Shared fixtures and builders for tests/flows/ and others: a real Prefect server, real DICOM studies, configs."""
 from __future__ import annotations
 
 import os

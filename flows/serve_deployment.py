@@ -15,7 +15,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from configs import Config
 from flows.inbox import archive_inbox
-from flows.server import PrefectServer
+from flows.prefect_server import PrefectServer
 
 DEPLOYMENT_NAME = "medzip-inbox"
 

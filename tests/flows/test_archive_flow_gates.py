@@ -7,7 +7,9 @@ import pydicom
 import pytest
 
 from configs import Gate
-from tests.flows_helpers import _find, codec_has, make_config, write_study
+from quality import metrics
+from quality.gates import gate_failures
+from tests.helpers.flows import _find, codec_has, make_config, write_study
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_cod
         assert stored_modes[(q.sop_instance_uid, q.frame)] == "near-lossless:2"  # the payload really was replaced
     for q in quality:
         if not q.escalations:
-            assert q.mode == "lossy:0" and not gate.failures(q.psnr, q.ssim, q.max_error)
+            assert q.mode == "lossy:0" and not gate_failures(metrics.figures_of(q), gate)
     ct_small = next(q for q in quality if q.sop_instance_uid == pydicom.dcmread(_find("CT_small.dcm")).SOPInstanceUID)
     assert ct_small.escalations == ("lossy:0",)
 

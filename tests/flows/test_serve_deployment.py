@@ -2,7 +2,7 @@
 $MEDZIP_HOME), the archive-inbox deployment on a 5 s interval, a study dropped into the inbox is released.
 
 Slow (2-3 minutes on a busy 2-core machine: server start, scheduler, flow-run subprocess, model load), so it is
-marked `slow`; run it with `pytest -m slow tests/test_flows_serve.py`."""
+marked `slow`; run it with `pytest -m slow tests/flows/test_serve_deployment.py`."""
 import os
 import shutil
 import signal
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows_helpers import write_study
+from tests.helpers.flows import write_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY_UID = "1.2.826.0.1.3680043.8.498.50001"
 
 
@@ -35,7 +35,7 @@ def test_served_deployment_archives_a_study_dropped_into_the_inbox(tmp_path):
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", f"from configs import load_config; from flows.serve import serve_inbox; "
+            [sys.executable, "-c", f"from configs import load_config; from flows.serve_deployment import serve_inbox; "
                                    f"serve_inbox(load_config({str(cfg_path)!r}))"],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:

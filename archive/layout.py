@@ -3,7 +3,7 @@
 Strings are stored as fixed-length UTF-8 byte attributes, never HDF5 variable-length strings: variable-length
 data lives in the global heap, which HDF5 does not checksum, while fixed-length attribute values sit in object
 headers that the v1.10 file format checksums. Together with fletcher32 on every dataset this makes a flipped
-byte in any live part of the file an error on read (tested in tests/test_archive_format.py).
+byte in any live part of the file an error on read (tested in tests/archive/test_reader.py).
 """
 from __future__ import annotations
 

@@ -29,14 +29,14 @@ def _file(name: str):
     return next(p for p in all_files() if p.name == name)
 
 
-UNDECODABLE = ("JPEG-lossy.dcm", "JPEG2000-embedded-sequence-delimiter.dcm")  # see test_dicom_read
+UNDECODABLE = ("JPEG-lossy.dcm", "JPEG2000-embedded-sequence-delimiter.dcm")  # see test_file_reader
 
 
 def _rebuildable(p) -> bool:
     try:
         obj = dicom_io.read_file(p)
     except dicom_io.DicomReadError:
-        return False  # broken on purpose: covered by test_dicom_read
+        return False  # broken on purpose: covered by test_file_reader
     return isinstance(obj, Instance) and p.name not in UNDECODABLE
 
 

@@ -112,6 +112,20 @@ def test_decode_only_folder_and_residual_only_payloads(frame, tmp_path, weights_
     assert np.array_equal(api.decode(lossy), expected)
 
 
+def test_varints_round_trip_and_refuse_cut_or_endless_ones():
+    values = [0, 1, 127, 128, 300, 2**32, 2**63 - 1]
+    data = bitstream.write_varints(values)
+    pos, got = 0, []
+    for _ in values:
+        v, pos = bitstream.read_varint(data, pos)
+        got.append(v)
+    assert got == values and pos == len(data)
+    with pytest.raises(bitstream.BitstreamError, match="truncated"):
+        bitstream.read_varint(bitstream.write_varints([300])[:1], 0)
+    with pytest.raises(entropy.EntropyError, match="too long"):
+        bitstream.read_varint(b"\xff" * 12, 0, "escape list", entropy.EntropyError)
+
+
 def test_other_version_refused(payloads):
     bad = _patch(payloads["lossless"], 4, bytes([bitstream.FORMAT_VERSION + 1]))
     with pytest.raises(api.CodecError, match="format version"):

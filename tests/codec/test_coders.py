@@ -1,5 +1,5 @@
-"""End to end through codec.api (learned layer + residual layer): lossless is bit-exact and near-lossless keeps
-|e| <= k (k = 1, 2, 4) on real frames. Default run: k = 0 and 4 on every bundled grayscale frame of up to 70k pixels (the small
+"""codec/coders.py: every mode kind has its coder; end to end through codec.api (learned layer + residual layer),
+lossless is bit-exact and near-lossless keeps |e| <= k (k = 1, 2, 4) on real frames. Default run: k = 0 and 4 on every bundled grayscale frame of up to 70k pixels (the small
 CT/MR/CR/NM files, multi-frame included; a frame whose pixels another file already has is tested once); `-m slow` runs every grayscale frame of pydicom-data, deid-data and
 pydicom's test files at k = 0, 1, 2, 4. (tests/codec/test_residual.py covers the residual layer alone with a stand-in reconstruction.)"""
 from __future__ import annotations
@@ -36,6 +36,23 @@ def real_frames() -> tuple:
         seen.add(key)
         out.append((f"{path.name}[{i}]", frame, fb, fs))
     return tuple(out)
+
+
+def test_every_mode_kind_has_one_coder():
+    assert set(coders.REGISTRY) == set(KINDS)
+    assert isinstance(coders.coder_for("lossy"), coders.LossyCoder)
+    assert coders.coder_for("lossless") is coders.coder_for("near-lossless")
+    with pytest.raises(api.CodecError, match="no coder"):
+        coders.coder_for("jpeg")
+
+
+def test_residual_coder_keeps_the_smaller_payload_and_says_its_mode():
+    flat = np.full((64, 80), 1000, np.uint16)  # nothing for latents to add: the residual alone is smaller
+    payload = api.encode(flat, Mode.lossless(), 12, False)
+    info = api.payload_info(payload)
+    assert info["latents"] is False and info["rate_point"] is None and info["mode"] == "lossless"
+    assert np.array_equal(api.decode(payload), flat)
+    assert api.payload_info(api.encode(flat, Mode.near_lossless(3), 12, False))["mode"] == "near-lossless:3"
 
 
 def check(frames, ks=KS):

@@ -1,5 +1,6 @@
-"""A stream encoded under the TensorFlow backend decodes to the identical array under the JAX backend, and the
-other way round (both CPU). Each side runs in its own process with KERAS_BACKEND set, since Keras picks its backend
+"""codec/learned.py: the shipped weights load as a model, latents round-trip through their tile chunks, and a stream
+encoded under the TensorFlow backend decodes to the identical array under the JAX backend, and the other way round
+(both CPU). Each side runs in its own process with KERAS_BACKEND set, since Keras picks its backend
 once per process. The JAX side really runs the Keras model (the encoder's analysis transforms) under JAX."""
 from __future__ import annotations
 
@@ -12,8 +13,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codec import learned, tiles
+
 ROOT = Path(__file__).resolve().parents[2]
 MODES = ("lossy:0", "lossy:4", "near-lossless:2", "lossless")
+
+def test_shipped_weights_load_and_name_themselves():
+    model = learned.load_model()
+    assert model.identity == f"{model.name}:{model.sha256[:16]}" and model.hash8 == bytes.fromhex(model.sha256[:16])
+    assert 0 <= model.residual_q < model.Q
+    assert learned.model_for_hash(model.hash8) is model
+    assert learned.model_for_hash(b"\0" * 8) is None
+    assert learned.search_dirs()[-1] == learned.WEIGHTS_DIR
+
+
+def test_latents_round_trip_through_their_chunks_and_reconstruct_exactly():
+    model = learned.load_model()
+    yy, xx = np.mgrid[0:100, 0:140]
+    x = (0.5 + 0.4 * np.sin(xx / 7.0) * np.cos(yy / 11.0)).astype(np.float32)
+    grid = tiles.Grid(100, 140, 64)
+    y_full, chunks = learned.encode_latents(model, x, grid, 2)
+    assert len(chunks) == grid.n_tiles
+    assert np.array_equal(learned.decode_latents(model, chunks, grid), y_full)
+    a = learned.reconstruct(model, y_full, grid, 2, 0, 4095, 0, 4095)
+    b = learned.reconstruct(model, y_full, grid, 2, 0, 4095, 0, 4095)
+    assert a.shape == (100, 140) and a.dtype == np.int64 and np.array_equal(a, b)
+    assert np.abs(a - x * 4095).mean() < 0.05 * 4095  # a recognisable picture of the slice, not noise
+
 
 _SCRIPT = r"""
 import sys, numpy as np, pydicom, keras

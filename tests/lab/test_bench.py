@@ -1,4 +1,4 @@
-"""`medzip bench` (lab/bench.py): BD-rate arithmetic, and a real run on two small bundled files."""
+"""`medzip bench` (lab/bench.py): a real run on two small bundled files, its records, summaries and report."""
 from __future__ import annotations
 
 import json
@@ -10,31 +10,6 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from lab import bench
-
-REF_BPP = [0.3, 0.6, 1.0, 1.6, 2.5]
-REF_PSNR = [38.0, 42.5, 45.8, 48.9, 52.0]
-
-
-@pytest.mark.parametrize("shift", [-0.10, -0.25, 0.15])
-def test_bd_rate_of_a_rate_shifted_curve_is_the_shift(shift):
-    test_bpp = [b * (1 + shift) for b in REF_BPP]
-    assert bench.bd_rate(REF_BPP, REF_PSNR, test_bpp, REF_PSNR) == pytest.approx(100 * shift, abs=1e-6)
-
-
-def test_bd_rate_of_identical_curves_is_zero_and_psnr_shift_shows_in_bd_psnr():
-    assert bench.bd_rate(REF_BPP, REF_PSNR, REF_BPP, REF_PSNR) == pytest.approx(0.0, abs=1e-9)
-    better = [p + 1.5 for p in REF_PSNR]
-    assert bench.bd_psnr(REF_BPP, REF_PSNR, REF_BPP, better) == pytest.approx(1.5, abs=1e-9)
-    # a better curve needs fewer bits
-    assert bench.bd_rate(REF_BPP, REF_PSNR, REF_BPP, better) < 0
-
-
-def test_bd_rate_without_overlap_is_an_error():
-    with pytest.raises(bench.BdRateError):
-        bench.bd_rate([3, 4, 5, 6], [50, 52, 54, 56], [3, 4, 5, 6], [50, 52, 54, 56])  # all above 2 bpp
-    with pytest.raises(bench.BdRateError):
-        bench.bd_rate([1.0], [40.0], [1.0, 2.0], [40.0, 44.0])
-
 
 REQUIRED = {"file", "frame", "modality", "bits_stored", "codec", "mode", "bpp", "ratio", "psnr", "ssim",
             "max_error", "encode_ms", "decode_ms"}

@@ -1,6 +1,6 @@
 """Entropy coding of latents with constriction's range coder and fixed integer frequency tables.
 
-Tables (computed once after training by codec/export.py, stored in the weights npz):
+Tables (computed once after training by lab/export.py, stored in the weights npz):
   - z: per channel c an integer frequency table over symbols z in [z_lo[c], z_lo[c] + n - 1] (discretised learned
     Gaussian prior);
   - y: per scale index s (64 log-spaced scales) a table over y in [-R_s, R_s] (discretised zero-mean Gaussian).

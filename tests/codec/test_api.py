@@ -26,7 +26,7 @@ def _slice(name: str) -> tuple[np.ndarray, int, bool]:
 
 @pytest.fixture(scope="module")
 def ct():
-    return _slice("693_UNCR.dcm")  # held out from training (codec/split.py)
+    return _slice("693_UNCR.dcm")  # held out from training (lab/split.py)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from tests.realdata import data_roots
+from tests import realdata
 
 ARCHIVED, VERBATIM, ERROR, EITHER = "archived", "verbatim", "error", "archived-or-error"
 
@@ -44,14 +44,7 @@ class BadCase:
     study_uid: str | None  # the study the good files belong to (None: no study can be told)
 
 
-@lru_cache(maxsize=None)
-def find(name: str, under: str = "") -> Path:
-    """A bundled real file by name (first match under the data roots, optionally with `under` in its path)."""
-    for root in data_roots():
-        for p in sorted(root.rglob(name)):
-            if p.is_file() and under in str(p):
-                return p
-    raise FileNotFoundError(name)
+find = lru_cache(maxsize=None)(realdata.find)  # the cases look the same few files up again and again
 
 
 def _read(name: str, under: str = "") -> pydicom.Dataset:

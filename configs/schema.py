@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from codec.modes import Mode
+from quality.auto import Auto, parse_policy
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -50,8 +51,13 @@ ModeSetting = Annotated[Mode, PlainValidator(Mode.parse), PlainSerializer(str, r
                         WithJsonSchema({"type": "string", "examples": ["lossless", "near-lossless:2", "lossy:3"]})]
 
 
+# The archive policy: a codec mode for every slice, or `auto` (per slice, the cheapest mode that passes its gate).
+PolicySetting = Annotated[Mode | Auto, PlainValidator(parse_policy), PlainSerializer(str, return_type=str),
+                          WithJsonSchema({"type": "string", "examples": ["lossless", "auto", "near-lossless:2"]})]
+
+
 class CodecSettings(_Strict):
-    mode: ModeSetting = Field(default="lossless", validate_default=True)
+    mode: PolicySetting = Field(default="lossless", validate_default=True)
     # The strictest mode a slice failing its gate may be escalated to; a slice still failing there quarantines the
     # study. "lossless" (default) always ends in a passing slice; a site that would rather quarantine than store
     # lossless sets e.g. "near-lossless:4", or the same mode as `mode` for no escalation at all.
@@ -135,7 +141,7 @@ class Config(_Strict):
     def gate_for(self, modality: str) -> Gate:
         return self.gates.get(modality.upper(), self.gates.get("default", Gate()))
 
-    def with_mode(self, mode: Mode | str) -> "Config":
+    def with_mode(self, mode: Mode | Auto | str) -> "Config":
         return self.model_copy(update={"codec": CodecSettings(mode=mode, escalate_to=self.codec.escalate_to)})
 
 

@@ -20,6 +20,7 @@ from flows.measuring import verify_frames
 from flows.outcomes import ArchiveOutcome, failed_outcome
 from flows.runners import task_runner_for
 from flows.window import bounded_map
+from quality.auto import Auto
 from quality.escalation import next_mode
 from quality.metrics import METRICS
 from quality.records import FrameId, FrameQuality
@@ -30,7 +31,7 @@ HEADER_FORMAT = "dicom-part10-no-pixels"
 
 # ---- write ----------------------------------------------------------------------------------------------------
 
-def write_archive(path: Path, study: Study, config: Config, mode: Mode, content_hash: str, meta: dict) -> dict:
+def write_archive(path: Path, study: Study, config: Config, mode: Mode | Auto, content_hash: str, meta: dict) -> dict:
     """Encode every frame (bounded window of chunk tasks) and stream the payloads into a new archive file.
     Returns {SOP Instance UID: (series index, instance index)}."""
     from archive import ArchiveWriter
@@ -44,7 +45,7 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode, content_
                        content_hash=content_hash, meta=meta) as writer:
         for series in study.series:
             series_index[series.series_instance_uid] = writer.add_series(series.series_instance_uid, series.modality)
-        inputs = ({"chunk": c, "mode": mode} for c in chunks)
+        inputs = ({"chunk": c, "mode": mode, "gate": config.gate_for(c.modality)} for c in chunks)
         for encoded in bounded_map(encode_chunk, inputs, window):
             s = series_index[encoded.chunk.series_uid]
             by_uid = {}

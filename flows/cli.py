@@ -68,12 +68,12 @@ def _run(as_json: bool, work: Callable[[], dict], render: Callable[[dict], None]
 
 
 def _config(path: Optional[Path], mode: Optional[str] = None):
-    """The config file's policy; `--mode` text, when given, is parsed into the config's Mode here."""
-    from codec.modes import Mode
+    """The config file's policy; `--mode` text, when given, is parsed into the config's policy here."""
     from configs import load_config
+    from quality.auto import parse_policy
 
     config = load_config(path)
-    return config.with_mode(Mode.parse(mode)) if mode else config
+    return config.with_mode(parse_policy(mode)) if mode else config
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -90,7 +90,7 @@ def archive(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders (recursed).", exists=True)],
     mode: Annotated[
         Optional[str],
-        typer.Option("--mode", "-m", help="lossless | near-lossless:K | lossy:Q (overrides the config)."),
+        typer.Option("--mode", "-m", help="auto | lossless | near-lossless:K | lossy:Q (overrides the config)."),
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,

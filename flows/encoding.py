@@ -9,6 +9,8 @@ from prefect import task
 from codec import api as codec_api
 from codec.modes import Mode
 from dicom_io import Instance
+from quality import auto, metrics
+from quality.auto import Auto
 from flows.chunks import CHUNK_FRAMES, Chunk
 
 
@@ -44,9 +46,28 @@ def _encode_group(frames: list[np.ndarray], mode: Mode, inst: Instance) -> list[
     return [codec_api.encode(f, mode, inst.pixel.bits_stored, inst.pixel.signed) for f in frames]
 
 
+def _frame_modes(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[Mode]:
+    if isinstance(policy, Mode):
+        return [policy] * len(frames)
+    peak = metrics.max_value(inst.pixel.bits_stored)
+    return [auto.first_mode(f, gate, peak) for f in frames]
+
+
+def _encode_frames(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[tuple[Mode, bytes]]:
+    """Each frame's mode (the policy's, or `auto`'s choice for it under `gate`) and payload."""
+    modes = _frame_modes(frames, policy, gate, inst)
+    out: list[tuple[Mode, bytes] | None] = [None] * len(frames)
+    for mode in set(modes):
+        idx = [i for i, m in enumerate(modes) if m == mode]
+        for i, payload in zip(idx, _encode_group([frames[i] for i in idx], mode, inst)):
+            out[i] = (mode, payload)
+    return out  # type: ignore[return-value]
+
+
 @task(name="encode-chunk")
-def encode_chunk(chunk: Chunk, mode: Mode) -> EncodedChunk:
-    """Read each frame's stored values (dicom_io), encode it (codec), read each instance's header."""
+def encode_chunk(chunk: Chunk, mode: Mode | Auto, gate=None) -> EncodedChunk:
+    """Read each frame's stored values (dicom_io), encode it (codec) at `mode` or, for the `auto` policy, at the
+    mode quality.auto picks for it under `gate`; read each instance's header."""
     from archive import values_sha256
     from dicom_io import header_bytes, iter_frames
 
@@ -57,8 +78,8 @@ def encode_chunk(chunk: Chunk, mode: Mode) -> EncodedChunk:
 
         def flush() -> None:
             start = len([e for e in encoded if e.sop_uid == inst.sop_instance_uid])
-            for n, (values, payload) in enumerate(zip(batch, _encode_group(batch, mode, inst))):
-                encoded.append(EncodedFrame(inst.sop_instance_uid, start + n, mode, codec_name(payload), payload,
+            for n, (values, (used, payload)) in enumerate(zip(batch, _encode_frames(batch, mode, gate, inst))):
+                encoded.append(EncodedFrame(inst.sop_instance_uid, start + n, used, codec_name(payload), payload,
                                             values_sha256(values)))
             batch.clear()
 

@@ -77,15 +77,50 @@ def first_k(original: np.ndarray, psnr_min: float | None, ssim_min: float | None
 
 def first_mode(original: np.ndarray, gate, peak: float) -> Mode:
     """What `auto` encodes a slice at first: near-lossless at the model's k, or lossless."""
-    k = first_k(original, gate.psnr_min, gate.ssim_min, gate.max_error_max, peak)
+    k = first_k(np.asarray(original), gate.psnr_min, gate.ssim_min, gate.max_error_max, peak)
     return Mode.near_lossless(k) if k > 0 else Mode.lossless()
 
 
-def next_stricter(mode: Mode) -> Mode | None:
-    """After a confirmed failure: halve k (near-lossless:1 goes to lossless); None after lossless."""
+def next_stricter(mode: Mode, floor_k: int = 0) -> Mode | None:
+    """After a confirmed failure: halve k, but go no lower than floor_k before lossless; None after lossless."""
     if mode.is_lossless:
         return None
     if mode.is_lossy:
         raise ValueError("auto never starts at a lossy mode")
-    k = mode.level // 2
-    return Mode.near_lossless(k) if k > 0 else Mode.lossless()
+    k = max(mode.level // 2, floor_k)
+    return Mode.near_lossless(k) if 0 < k < mode.level else Mode.lossless()
+
+
+class Auto:
+    """The `auto` policy as a value: per slice, the cheapest mode whose decode passes the slice's gate."""
+
+    _instance: "Auto | None" = None
+
+    def __new__(cls) -> "Auto":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __str__(self) -> str:
+        return "auto"
+
+    def __repr__(self) -> str:
+        return "Auto()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Auto)
+
+    def __hash__(self) -> int:
+        return hash("auto")
+
+
+AUTO = Auto()
+
+
+def parse_policy(text: "str | Mode | Auto") -> "Mode | Auto":
+    """`auto` or a codec mode (codec.modes.Mode.parse): the one parser of the edge for the archive policy."""
+    if isinstance(text, (Mode, Auto)):
+        return text
+    if str(text).strip().lower() == "auto":
+        return AUTO
+    return Mode.parse(text)

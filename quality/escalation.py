@@ -1,13 +1,15 @@
 """The escalation ladder of docs/design.md: a slice failing its gate is re-encoded at the next stricter mode.
 
 lossy:q -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's max_error_max
-when it sets one (capped at DEFAULT_K), else DEFAULT_K. "Stricter" is Mode's own order (codec.modes).
+when it sets one (capped at DEFAULT_K), else DEFAULT_K. A slice that failed at a larger k (the `auto` policy starts at
+the largest k its gate admits) halves k down to that one first. "Stricter" is Mode's own order (codec.modes).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from codec.modes import Mode
+from quality.auto import next_stricter
 
 if TYPE_CHECKING:
     from configs import Gate
@@ -25,7 +27,10 @@ def next_mode(current: Mode, gate: Gate, ceiling: Mode) -> Mode | None:
     """The next stricter mode after `current` for a slice under `gate`, or None when no stricter one is allowed."""
     if current >= ceiling:
         return None
-    candidate = Mode.near_lossless(near_lossless_k(gate))  # k = 0 is lossless
-    if candidate <= current:
+    if current.is_lossy:
+        candidate = Mode.near_lossless(near_lossless_k(gate))  # k = 0 is lossless
+    else:
+        candidate = next_stricter(current, floor_k=near_lossless_k(gate))
+    if candidate is None or candidate <= current:
         candidate = Mode.lossless()
     return min(candidate, ceiling)

@@ -48,3 +48,13 @@ def test_with_mode_takes_a_mode_and_keeps_the_ceiling():
 def test_every_metric_has_a_gate_threshold():
     assert {m.threshold for m in METRICS.values()} <= set(Gate.model_fields)
     assert {name for name in Gate.model_fields} == {m.threshold for m in METRICS.values()}
+
+
+def test_codec_mode_auto_is_parsed_once_into_the_policy_value(tmp_path):
+    from configs import load_config
+    from quality.auto import AUTO
+
+    path = tmp_path / "c.toml"
+    path.write_text('[codec]\nmode = "auto"\n')
+    config = load_config(path)
+    assert config.codec.mode is AUTO and config.codec.model_dump()["mode"] == "auto"

@@ -135,3 +135,29 @@ def test_lossy_retrieval_is_labelled(prefect_server, lossy_codec, tmp_path):
         source = originals[ds.SourceImageSequence[-1].ReferencedSOPInstanceUID]
         (a,), (b,) = list(iter_frames(source)), list(iter_frames(inst))
         assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_auto_stores_each_slice_at_the_largest_k_its_gate_admits(prefect_server, tmp_path):
+    """`auto`: every slice is stored near-lossless at a k its gate admits, passes that gate from the file, and
+    its payloads are far smaller than the lossless ones of the same study."""
+    from archive import ArchiveReader
+
+    from flows.archive_flow import archive_study
+    from quality.auto import AUTO
+
+    gate = Gate(psnr_min=50.0, ssim_min=0.99, max_error_max=30)
+    sources = small_ct_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20003")
+    auto_outcome = archive_study(sources, make_config(tmp_path / "a", mode="auto", gates={"default": gate}))
+    lossless = archive_study(sources, make_config(tmp_path / "b", mode="lossless", gates={"default": gate}))
+    assert auto_outcome.status == lossless.status == "released", auto_outcome.reasons
+    with ArchiveReader(auto_outcome.archive) as r:
+        quality = r.quality()
+    with ArchiveReader(lossless.archive) as r:
+        lossless_bytes = sum(q.payload_bytes for q in r.quality())
+    assert len(quality) == 5 and all(q.gate_passed for q in quality)
+    ks = [int(q.mode.split(":")[1]) for q in quality if q.mode.startswith("near-lossless:")]
+    assert ks and max(ks) > 2, [q.mode for q in quality]  # larger than the ladder's fixed k = 2
+    for q in quality:
+        assert q.max_error <= 30 and q.ssim >= 0.99 and q.psnr >= 50.0
+    assert sum(q.payload_bytes for q in quality) < 0.6 * lossless_bytes
+    assert str(AUTO) == auto_outcome.mode

@@ -38,3 +38,16 @@ def test_k_is_the_gates_max_error_capped_at_the_default():
     assert near_lossless_k(Gate()) == DEFAULT_K
     assert near_lossless_k(Gate(max_error_max=1)) == 1
     assert near_lossless_k(Gate(max_error_max=30)) == DEFAULT_K
+
+
+def test_a_slice_failing_at_a_large_k_halves_k_before_lossless():
+    from configs import Gate
+    from quality.escalation import next_mode
+
+    gate, ceiling = Gate(max_error_max=30), Mode.lossless()
+    chain, m = [], Mode.near_lossless(25)
+    while m is not None:
+        chain.append(str(m))
+        m = next_mode(m, gate, ceiling)
+    assert chain == ["near-lossless:25", "near-lossless:12", "near-lossless:6", "near-lossless:3", "near-lossless:2",
+                     "lossless"]

@@ -1,0 +1,119 @@
+"""Bytes at the gate: medzip's `auto` against each classical codec searched for its smallest passing payload.
+
+For the first frame of each file, under its modality's gate from the default config: medzip `auto` (quality.auto's
+first k, confirmed by decoding, halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
+fixed-quality target, JPEG-XL by distance, and lossless for each when nothing lossy passes.
+
+    python -m lab.gate_bytes FILE… [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from codec import api
+from configs import load_config
+from lab import anchors
+from lab.frames import frames_of, instance
+from quality import auto, metrics
+from quality.gates import gate_failures
+
+# each lossy axis, from its loosest end to its strictest; bisection finds the loosest setting that passes
+_AXES = {
+    "jls": (lambda x: anchors.AnchorSetting.near_lossless(round(x)), 255.0, 1.0),  # k
+    "j2k": (lambda x: anchors.AnchorSetting.lossy(x), 30.0, 110.0),  # OpenJPEG's PSNR target, dB
+    "jxl": (lambda x: anchors.AnchorSetting.lossy(x), 4.0, 0.005),  # butteraugli distance
+}
+_STEPS = 10
+
+
+def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
+    return not gate_failures(metrics.figures(original, decoded, bits), gate)
+
+
+def ours(frame, gate) -> tuple[int, str]:
+    mode = auto.first_mode(frame.values, gate, metrics.max_value(frame.bits_stored))
+    while True:
+        payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
+        if mode.is_lossless or _passes(frame.values, api.decode(payload), frame.bits_stored, gate):
+            return len(payload), str(mode)
+        mode = auto.next_stricter(mode)
+
+
+def classical(anchor: anchors.Anchor, frame, gate) -> tuple[int, str] | None:
+    """The smallest payload of `anchor` that passes the gate: its lossy axis bisected for the loosest passing
+    setting (pass/fail is taken as monotone along the axis), lossless when no lossy setting passes."""
+    tried: list[tuple[int, str]] = []
+
+    def attempt(setting) -> bool:
+        try:
+            payload = anchor.encode(frame.values, frame.bits_stored, frame.signed, setting)
+            decoded = anchor.decode(payload, frame.bits_stored, frame.signed, frame.values.dtype)
+        except anchors.AnchorError:
+            return False
+        ok = setting.kind == "lossless" or _passes(frame.values, decoded, frame.bits_stored, gate)
+        if ok:
+            tried.append((len(payload), str(setting)))
+        return ok
+
+    if anchor.key in _AXES:
+        make, loose, strict = _AXES[anchor.key]
+        if anchor.key == "jls" and gate.max_error_max is not None:
+            loose = float(min(loose, gate.max_error_max))
+        log_axis = anchor.key == "jxl"
+        a, b = (np.log(loose), np.log(strict)) if log_axis else (loose, strict)
+        to_x = (lambda t: float(np.exp(t))) if log_axis else float
+        if not attempt(make(to_x(a))):
+            if attempt(make(to_x(b))):
+                for _ in range(_STEPS):  # a fails, b passes
+                    mid = (a + b) / 2
+                    if anchor.key == "jls" and round(to_x(mid)) in (round(to_x(a)), round(to_x(b))):
+                        break
+                    if attempt(make(to_x(mid))):
+                        b = mid
+                    else:
+                        a = mid
+    attempt(anchors.LOSSLESS)
+    return min(tried) if tried else None
+
+
+def measure(path: Path, config) -> dict | None:
+    inst, why = instance(path)
+    if inst is None:
+        return None
+    frame = next(frames_of(inst))
+    gate = config.gate_for(frame.modality)
+    row = {"file": path.name, "modality": frame.modality, "shape": list(frame.values.shape)}
+    row["medzip"] = ours(frame, gate)
+    for key, anchor in anchors.available().items():
+        if key != "htj2k":  # HTJ2K here is lossless only: JPEG 2000 covers the same transform searched by quality
+            row[key] = classical(anchor, frame, gate)
+    best = min((v[0], k) for k, v in row.items() if k in ("j2k", "jls", "jxl") and v)
+    row["best_classical"], row["ratio_to_best"] = best[1], row["medzip"][0] / best[0]
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--json", type=Path, help="write the rows here")
+    args = ap.parse_args(argv)
+    config = load_config()
+    rows = []
+    for path in args.files:
+        row = measure(path, config)
+        if row is None:
+            continue
+        rows.append(row)
+        print(f"{row['file']:32s} {row['modality']:3s} medzip {row['medzip'][0]:>9,d} B ({row['medzip'][1]})  "
+              + "  ".join(f"{k} {v[0]:>9,d} B ({v[1]})" for k in ("jls", "j2k", "jxl") if (v := row.get(k)))
+              + f"  medzip/best {row['ratio_to_best']:.3f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

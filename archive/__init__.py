@@ -10,6 +10,7 @@ from archive.errors import (
     DamagedArchiveError,
     ForeignArchiveError,
     IncompleteArchiveError,
+    NoSpaceError,
     UnsupportedVersionError,
 )
 from archive.layout import FORMAT_VERSION, MAGIC, FrameKey, InstanceKey, QualityRow, VerbatimKey, stored_dtype
@@ -17,7 +18,8 @@ from archive.names import safe_archive_name
 from archive.reader import ArchiveReader, verify_archive
 from archive.records import ArchiveInfo, FrameInfo, InstanceInfo, Limits, SeriesInfo, VerbatimInfo, VerifyReport
 from archive.rewrite import NewPayload, rewrite_archive, set_quality
+from archive.space import atomic_move, check_room, check_study_room  # flows move archives; a full disk is a NoSpaceError
 from archive.writer import ArchiveWriter
-from atomicfs import atomic_move, is_temp_name, remove_stale_temp_files, stale_temp_files  # flows move archives
+from atomicfs import is_temp_name, remove_stale_temp_files, stale_temp_files
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -14,6 +14,9 @@ class ArchiveError(Exception):
         where = f"{self.path}" + (f" [{item}]" if item else "")
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):  # picklable (Prefect and Dask move errors between processes)
+        return (self.__class__, (self.path, self.reason, self.item))
+
 
 class ForeignArchiveError(ArchiveError):
     """Not a medzip archive at all (not HDF5, or HDF5 without our format marker)."""
@@ -37,6 +40,11 @@ class ChecksumMismatchError(DamagedArchiveError):
 
 class ArchiveWriteError(ArchiveError):
     """Misuse of the writer (duplicate frame, missing frames, bad value) — nothing is left at the final path."""
+
+
+class NoSpaceError(ArchiveWriteError):
+    """The disk of `path` (a folder) is full, or would be by this study: nothing partial is left behind, and the
+    study can be archived again once space is freed (it is no fault of the study)."""
 
 
 class CatalogError(Exception):

@@ -4,6 +4,9 @@ Everything goes into a hidden temporary sibling of the final path. Only `commit(
 block) writes the completion marker, closes, fsyncs, renames onto the final path and fsyncs the folder; any
 exception removes the temporary file. So nothing at the final path is ever partial, and a leftover temporary file
 is never mistaken for an archive (its name says so, and it lacks the completion marker).
+
+Every dataset is flushed as it is written, so a full disk fails the call that wrote the bytes (NoSpaceError naming
+the folder) rather than a later object release; an aborted file is closed without writing (archive/space.py).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 from archive import layout as L
 from archive.checksums import bytes_sha256
 from archive.errors import ArchiveWriteError
+from archive.space import discard_and_close, guarded, writing
 from atomicfs import create_private, ensure_private_dir, replace_durably, temp_sibling
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -35,7 +39,9 @@ def write_bytes_dataset(group: h5py.Group, name: str, data: bytes) -> h5py.Datas
     arr = np.frombuffer(bytes(data), dtype=np.uint8)
     if arr.size == 0:
         return group.create_dataset(name, shape=(0,), dtype=np.uint8)
-    return group.create_dataset(name, data=arr, chunks=(min(arr.size, _BYTES_CHUNK),), fletcher32=True)
+    ds = group.create_dataset(name, data=arr, chunks=(min(arr.size, _BYTES_CHUNK),), fletcher32=True)
+    ds.flush()  # the chunks reach the file now: a failing write raises here, not in a later object release
+    return ds
 
 
 class _Instance:
@@ -110,22 +116,23 @@ class ArchiveWriter:
             raise self._fail("writer already opened")
         if not self.overwrite and self.final_path.exists():
             raise self._fail("an archive already exists at this path")
-        ensure_private_dir(self.final_path.parent)
-        self.tmp_path = temp_sibling(self.final_path)
-        create_private(self.tmp_path)
         try:
-            self._h5 = h5py.File(self.tmp_path, "w", libver=L.LIBVER)
-            a = self._h5.attrs
-            L.put_str(a, "format", L.MAGIC)
-            L.put_int(a, "format_version", L.FORMAT_VERSION)
-            L.put_str(a, "created_utc", self.created_utc)
-            L.put_str(a, "study_instance_uid", self.study_uid)
-            L.put_str(a, "codec", self.codec)
-            L.put_str(a, "mode", self.mode)
-            L.put_str(a, "content_hash", self.content_hash)
-            L.put_json(a, "meta_json", self.meta)
-            L.put_str(a, "writer", f"medzip archive writer (h5py {h5py.version.version}, HDF5 {h5py.version.hdf5_version})")
-            self._h5.create_group(L.SERIES)
+            with writing(self.final_path, "creating the file"):
+                ensure_private_dir(self.final_path.parent)
+                self.tmp_path = temp_sibling(self.final_path)
+                create_private(self.tmp_path)
+                self._h5 = h5py.File(self.tmp_path, "w", libver=L.LIBVER)
+                a = self._h5.attrs
+                L.put_str(a, "format", L.MAGIC)
+                L.put_int(a, "format_version", L.FORMAT_VERSION)
+                L.put_str(a, "created_utc", self.created_utc)
+                L.put_str(a, "study_instance_uid", self.study_uid)
+                L.put_str(a, "codec", self.codec)
+                L.put_str(a, "mode", self.mode)
+                L.put_str(a, "content_hash", self.content_hash)
+                L.put_json(a, "meta_json", self.meta)
+                L.put_str(a, "writer", f"medzip archive writer (h5py {h5py.version.version}, HDF5 {h5py.version.hdf5_version})")
+                self._h5.create_group(L.SERIES)
         except BaseException:
             self.abort()
             raise
@@ -140,10 +147,7 @@ class ArchiveWriter:
     def abort(self) -> None:
         """Drop everything written so far; the final path is not touched."""
         if self._h5 is not None:
-            try:
-                self._h5.close()
-            except Exception:
-                pass
+            discard_and_close(self._h5)
             self._h5 = None
         if self.tmp_path is not None:
             self.tmp_path.unlink(missing_ok=True)
@@ -160,19 +164,21 @@ class ArchiveWriter:
             ]
             if missing:
                 raise self._fail("instances without all their frames: " + "; ".join(missing[:5]))
-            self._write_index(f)
-            self._write_quality(f, self._quality or [])
-            L.put_int(f.attrs, "quality_recorded", int(self._quality is not None))
-            a = f.attrs
-            L.put_int(a, "n_series", len(self._series))
-            L.put_int(a, "n_instances", len(self._instances))
-            L.put_int(a, "n_frames", sum(i.n_frames for i in self._instances.values()))
-            L.put_int(a, "n_verbatim", sum(self._n_verbatim))
-            L.put_int(a, "payload_bytes", self._payload_bytes)
-            L.put_int(a, "complete", 1)  # written last: a file without it is never read as an archive
-            f.close()
-            self._h5 = None
-            replace_durably(self.tmp_path, self.final_path, overwrite=self.overwrite)
+            with writing(self.final_path, "finishing the file"):
+                self._write_index(f)
+                self._write_quality(f, self._quality or [])
+                L.put_int(f.attrs, "quality_recorded", int(self._quality is not None))
+                a = f.attrs
+                L.put_int(a, "n_series", len(self._series))
+                L.put_int(a, "n_instances", len(self._instances))
+                L.put_int(a, "n_frames", sum(i.n_frames for i in self._instances.values()))
+                L.put_int(a, "n_verbatim", sum(self._n_verbatim))
+                L.put_int(a, "payload_bytes", self._payload_bytes)
+                f.flush()  # everything but the marker is on disk: a full disk fails here, not in close()
+                L.put_int(a, "complete", 1)  # written last: a file without it is never read as an archive
+                f.close()
+                self._h5 = None
+                replace_durably(self.tmp_path, self.final_path, overwrite=self.overwrite)
         except BaseException:
             self.abort()
             raise
@@ -201,6 +207,7 @@ class ArchiveWriter:
             raise self._fail(f"duplicate UID {uid!r} ({kind}; already used by {self._uids[uid][0]})")
         self._uids[uid] = (kind, series, item)
 
+    @guarded
     def add_series(self, series_instance_uid: str, modality: str, *, extra: Mapping[str, Any] | None = None) -> int:
         """Add a series (or return the index of the one with this UID already added)."""
         uid = str(series_instance_uid)
@@ -226,6 +233,7 @@ class ArchiveWriter:
             raise self._fail(f"unknown series index {series!r} (add_series first)")
         return int(series)
 
+    @guarded
     def add_instance(
         self,
         series: int,
@@ -274,6 +282,7 @@ class ArchiveWriter:
         self._instances[key] = _Instance(str(sop_instance_uid), int(number_of_frames))
         return key
 
+    @guarded
     def add_frame(
         self, instance: L.InstanceKey, index: int, payload: bytes, *, codec: str, mode: str, values_sha256: str
     ) -> L.FrameKey:
@@ -302,6 +311,7 @@ class ArchiveWriter:
         self._payload_bytes += len(payload)
         return fk
 
+    @guarded
     def add_verbatim(
         self,
         series: int,

@@ -21,6 +21,7 @@ __all__ = [
     "create_private",
     "ensure_private_dir",
     "fsync_dir",
+    "free_bytes",
     "fsync_file",
     "is_temp_name",
     "publish",
@@ -85,6 +86,22 @@ def ensure_private_dir(path: str | Path) -> None:
     Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def free_bytes(folder: str | Path) -> int:
+    """Bytes an unprivileged writer may still put on the filesystem of `folder` (or of its nearest existing parent)."""
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    st = os.statvfs(p)
+    return st.f_bavail * st.f_frsize
+
+
+def _no_space(exc: OSError, folder: Path, what: str) -> OSError:
+    """An ENOSPC/EDQUOT that names the folder (the raw one names a hidden temporary file, or nothing)."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return exc
+    return OSError(exc.errno, f"no space left in {folder} while {what} ({free_bytes(folder)} bytes free)", str(folder))
+
+
 def fsync_file(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -126,17 +143,20 @@ def atomic_write(path: str | Path, data: bytes | str, *, mode: int = 0o600) -> P
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     tmp = temp_sibling(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # exact mode, whatever the umask
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)  # exact mode, whatever the umask
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise _no_space(exc, path.parent, f"writing {path.name} ({len(raw)} bytes)") from None
     fsync_dir(path.parent)
     return path
 
@@ -160,11 +180,18 @@ def atomic_move(src: str | Path, dst_dir: str | Path, *, name: str | None = None
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+        size = src.stat().st_size
+        if size > free_bytes(dst_dir):  # refuse before copying a byte: a half copy would only fill the disk
+            raise OSError(errno.ENOSPC, f"no space left in {dst_dir} for {src.name} ({size} bytes, "
+                                        f"{free_bytes(dst_dir)} free); nothing was moved", str(dst_dir)) from None
         tmp = temp_sibling(dst)
         try:
             create_private(tmp)
             shutil.copyfile(src, tmp)
             replace_durably(tmp, dst, overwrite=overwrite)
+        except OSError as exc2:
+            tmp.unlink(missing_ok=True)
+            raise _no_space(exc2, dst_dir, f"copying {src.name} in") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

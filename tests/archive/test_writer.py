@@ -28,6 +28,7 @@ from archive import (
     ArchiveWriter,
     FrameKey,
     IncompleteArchiveError,
+    NoSpaceError,
     InstanceKey,
     safe_archive_name,
     values_sha256,
@@ -312,8 +313,9 @@ def test_failure_during_rename_leaves_no_temp(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(writer_mod, "replace_durably", broken_rename)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(NoSpaceError, match="no space left") as exc:
         build_study(tmp_path / "s.h5")
+    assert exc.value.path == tmp_path  # names the folder whose disk is full
     assert list(tmp_path.iterdir()) == []
 
 CRASH = textwrap.dedent("""

@@ -52,9 +52,26 @@ def test_failed_rename_removes_the_temp(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "injected")
 
     monkeypatch.setattr(atomicfs.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises(OSError, match="no space left in") as exc:  # a full disk names the folder, not the temp
         atomicfs.atomic_write(tmp_path / "x", b"data")
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path)
     assert _names(tmp_path) == []
+
+
+def test_cross_device_move_refused_before_copying_when_it_cannot_fit(tmp_path, monkeypatch):
+    src = tmp_path / "a" / "big.bin"
+    src.parent.mkdir()
+    src.write_bytes(b"x" * 5000)
+
+    def cross_device(a, b):
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    monkeypatch.setattr(atomicfs.os, "replace", cross_device)
+    monkeypatch.setattr(atomicfs, "free_bytes", lambda folder: 4999)
+    with pytest.raises(OSError, match="nothing was moved") as exc:
+        atomicfs.atomic_move(src, tmp_path / "b")
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path / "b")
+    assert src.read_bytes() == b"x" * 5000 and _names(tmp_path / "b") == []
 
 
 def test_atomic_write_fsyncs_the_folder(tmp_path, monkeypatch):

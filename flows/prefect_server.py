@@ -3,9 +3,14 @@
 Prefect's temporary local server runs no scheduler, so scheduled deployments never fire on it. When no
 PREFECT_API_URL is set, `medzip serve` starts a real server with its SQLite database under $MEDZIP_HOME/prefect
 (PREFECT_HOME), waits until it answers /api/health, and stops it on exit.
+
+Neither server outlives medzip: both this one and Prefect's own temporary server (the uvicorn child Prefect starts
+for a one-off run when no PREFECT_API_URL is set, see `temporary_server_dies_with_parent`) get SIGTERM from the
+kernel when the process that started them dies, even by SIGKILL or a segmentation fault.
 """
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -27,13 +32,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL (no orphan servers)."""
+def _die_with_parent(parent_pid: int | None = None) -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL (no orphan servers).
+    Run in the child between fork and exec; `parent_pid` closes the race of a parent that died before prctl."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if parent_pid is not None and os.getppid() != parent_pid:
+            os._exit(1)
+
+
+class _ChildrenDieWithUs:
+    """The `subprocess` module as Prefect's server module sees it: Popen children get _die_with_parent."""
+
+    _medzip_pdeathsig = True
+
+    def __getattr__(self, name: str):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):  # noqa: N802 (the name Prefect calls)
+        if kwargs.get("preexec_fn") is None:
+            parent = os.getpid()
+            kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
+        return subprocess.Popen(*args, **kwargs)
+
+
+def temporary_server_dies_with_parent() -> None:
+    """Make Prefect's temporary server (started when no PREFECT_API_URL is set) die with this process.
+
+    Prefect stops it at a normal exit (atexit), but a process killed by SIGKILL or a crash runs no atexit, and the
+    uvicorn child lived on, orphaned. Nothing to do when an API URL is set (no temporary server is started); the
+    import costs nothing then either, since Prefect imports the same module to start its server."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or not sys.platform.startswith("linux"):
+        return
+    import prefect.server.api.server as server_module
+
+    if not getattr(server_module.subprocess, "_medzip_pdeathsig", False):
+        server_module.subprocess = _ChildrenDieWithUs()
 
 
 class PrefectServer:
@@ -73,7 +113,7 @@ class PrefectServer:
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
             env=self.environment(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so stop() ends uvicorn and the services with it
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         log.close()
         (self.prefect_home / "server.pid").write_text(f"{self.process.pid}\n")

@@ -49,8 +49,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _run(as_json: bool, work: Callable[[], dict], render: Callable[[dict], None]) -> None:
+def _run(as_json: bool, work: Callable[[], dict], render: Callable[[dict], None], flows: bool = True) -> None:
     """Run a command body; print its result as JSON or through `render`; turn known errors into exit 2."""
+    if flows:  # a crash of this process must not leave Prefect's temporary server running
+        from flows.prefect_server import temporary_server_dies_with_parent
+
+        temporary_server_dies_with_parent()
     try:
         result = work()
     except _known_errors() as exc:
@@ -166,7 +170,7 @@ def info(
                     for s in series]
             console.print(_table("series", ["series", "modality", "frames", "min PSNR"], rows))
 
-    _run(as_json, work, render)
+    _run(as_json, work, render, flows=False)
 
 
 @app.command()

@@ -5,7 +5,7 @@
 
 Modes (codec/modes.py), each coded by the coder registered for its kind (codec/coders.py):
   lossy:q          learned hyperprior codec at rate point q (0 = smallest, Q-1 = best quality)
-  near-lossless:k  learned layer at the model's residual rate point + residual layer (codec/residual.py), |e| <= k
+  near-lossless:k  the residual layer over a flat image (codec/residual_raster.py), |e| <= k
   lossless         the same with k = 0, bit-exact, verified against the checksum of the original values
 Stream format: codec/bitstream.py. Decoding never depends on floating point: see codec/learned.py and codec/fixed.py.
 """

@@ -2,8 +2,9 @@
 
 Adding a mode kind = a `Coder` subclass registered here (plus its kind in codec.modes and codec.bitstream).
   lossy                     the learned layer alone at rate point q (codec/learned.py)
-  near-lossless, lossless   the learned layer at the model's residual rate point, or a flat image when that is
-                            smaller for the slice, plus the residual layer (codec/residual.py): |e| <= k, k = 0 exact
+  near-lossless, lossless   the residual layer over a flat image (codec/residual_raster.py): |e| <= k, k = 0
+                            exact. Payloads of earlier releases may carry latents and a version 1 residual
+                            (codec/residual.py); they keep decoding.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from codec import bitstream, learned, residual, tiles
+from codec import bitstream, learned, residual, residual_raster, tiles
 from codec.bitstream import NO_LATENTS
 from codec.errors import CodecError, ResidualError
 from codec.modes import Mode
@@ -116,21 +117,16 @@ class ResidualCoder(Coder):
         return model.residual_q
 
     def encode(self, s, model, mode):
-        """The smaller of: latents + residual, or the residual alone on a flat reconstruction (NO_LATENTS)."""
-        h, k = s.header, mode.max_error_bound
-        bits, signed = h.bits_stored, h.signed
-        y_full, chunks = learned.encode_latents(model, s.x, s.grid, h.rate_point)
-        candidates = [(h.rate_point, chunks,
-                       learned.reconstruct(model, y_full, s.grid, h.rate_point, h.lo, h.hi, s.vmin, s.vmax)),
-                      (NO_LATENTS, [], flat_recon(s.values.shape, h.lo, s.vmin, s.vmax))]
-        best = None
-        for rp, ch, recon in candidates:
-            head = replace(h, rate_point=rp, recon_sha=bitstream.recon_digest(recon))
-            res = residual.encode_residual(s.values, recon, k, bits, signed)
-            out = bitstream.pack(bitstream.Payload(head, ch, res))
-            if best is None or len(out) < len(best):
-                best = out
-        return best
+        """The residual layer alone over a flat reconstruction (rate point NO_LATENTS).
+
+        Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
+        (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
+        """
+        h = s.header
+        recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
+        head = replace(h, rate_point=NO_LATENTS, recon_sha=bitstream.recon_digest(recon))
+        res = residual_raster.encode_residual(s.values, recon, mode.max_error_bound, h.bits_stored, h.signed)
+        return bitstream.pack(bitstream.Payload(head, [], res))
 
     def decode(self, p, model, grid, vmin, vmax, exact):
         h = p.header
@@ -141,8 +137,9 @@ class ResidualCoder(Coder):
         if bitstream.recon_digest(recon) != h.recon_sha:
             raise CodecError("the lossy layer's reconstruction differs from the encoder's (recon hash mismatch)")
         k = 0 if h.mode_kind == "lossless" else h.level
+        layer = residual_raster if residual_raster.is_raster_stream(p.residual) else residual
         try:
-            values = residual.decode_residual(p.residual, recon, k, h.bits_stored, h.signed)
+            values = layer.decode_residual(p.residual, recon, k, h.bits_stored, h.signed)
         except ResidualError as exc:
             raise CodecError(f"residual layer: {exc}") from None
         values = np.asarray(values, np.int64)

@@ -1,0 +1,186 @@
+"""Compiled (numba) kernels of the raster residual layer: one wavefront at a time.
+
+The image is decoded in raster order, parallel along wavefronts t = 2i + j: every neighbour a pixel uses lies on an
+earlier wavefront (2·di + dj < 0), so each wavefront is one batch for the range coder. All arithmetic is int64 and
+every probability comes from integer counts, so encoder and decoder compute the same tables on any machine.
+
+Decoded values live in a padded array P (PAD rows above, PAD columns on each side) so that neighbours need no bounds
+checks: the top rows hold the base value, a row's left pad copies the first pixel of the row above when the row
+starts, its right pad copies its last pixel when the row ends.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+PAD = 3
+# neighbour offsets (di, dj), nearest first; all causal for t = 2i + j. Index 1 (N) is the reference of the LS fit.
+OFFSETS = np.array([(0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0), (-1, -2), (-2, -1), (-2, 1), (-2, 2),
+                    (0, -3), (-2, -2)], np.int64)
+N_NEIGHBOURS = len(OFFSETS)
+SHIFT = 12  # predictor weights are integers / 2**SHIFT
+N_CTX = 24  # half-octave buckets of local activity
+DIRECT = 16  # tokens 0..15 are the values themselves
+MSB = 2  # bits below the leading one kept in a token; the rest are sent raw
+SCALE = 16  # weight of an observed token against the prior of 1
+PRIOR_MASS = 32  # the neighbouring contexts' prior weighs as much as this many observed tokens
+
+
+def n_tokens(max_bits: int) -> int:
+    """Token alphabet size for values below 2**max_bits."""
+    return DIRECT + (max(max_bits, 4) - 4 + 1) * (1 << MSB)
+
+
+def n_wavefronts(rows: int, cols: int) -> int:
+    return 2 * (rows - 1) + cols
+
+
+@nb.njit(cache=True)
+def bounds(t, rows, cols):
+    """First and last row of wavefront t (pixel (i, t - 2i))."""
+    return max(0, (t - cols + 2) // 2), min(rows - 1, t // 2)
+
+
+@nb.njit(cache=True)
+def _ilog2(x):
+    n = 0
+    while x > 1:
+        x >>= 1
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _split(u):
+    """u >= 0 -> (token, raw bit count, raw bits)."""
+    if u < DIRECT:
+        return u, 0, 0
+    nbits = _ilog2(u)
+    nraw = nbits - MSB
+    mant = (u >> nraw) & ((1 << MSB) - 1)
+    return DIRECT + (nbits - 4) * (1 << MSB) + mant, nraw, u & ((1 << nraw) - 1)
+
+
+@nb.njit(cache=True)
+def raw_bits(token):
+    if token < DIRECT:
+        return 0
+    return (token - DIRECT) // (1 << MSB) + 4 - MSB
+
+
+@nb.njit(cache=True)
+def _join(token, raw):
+    if token < DIRECT:
+        return token
+    nbits = (token - DIRECT) // (1 << MSB) + 4
+    mant = (token - DIRECT) % (1 << MSB)
+    return (((1 << MSB) | mant) << (nbits - MSB)) + raw
+
+
+@nb.njit(cache=True)
+def start(t, P, rows, base):
+    """Before wavefront t: the left pad of the row that starts on it."""
+    if t % 2 == 0 and t // 2 < rows:
+        i = t // 2
+        v = P[i - 1 + PAD, PAD] if i > 0 else base
+        for c in range(PAD):
+            P[i + PAD, c] = v
+
+
+@nb.njit(cache=True)
+def finish(t, P, rows, cols):
+    """After wavefront t: the right pad of the row that ended on it."""
+    x = t - cols + 1
+    if x >= 0 and x % 2 == 0 and x // 2 < rows:
+        r = x // 2
+        for c in range(PAD):
+            P[r + PAD, cols + PAD + c] = P[r + PAD, cols + PAD - 1]
+
+
+@nb.njit(cache=True)
+def predict(t, P, E, rows, cols, step, weights, lo, hi, pred, ctx):
+    """Prediction and context of every pixel on wavefront t; returns how many there are."""
+    i0, i1 = bounds(t, rows, cols)
+    n = 0
+    for i in range(i0, i1 + 1):
+        pi, pj = i + PAD, t - 2 * i + PAD
+        acc = np.int64(1 << (SHIFT - 1))
+        for m in range(N_NEIGHBOURS):
+            acc += weights[m] * P[pi + OFFSETS[m, 0], pj + OFFSETS[m, 1]]
+        p = acc >> SHIFT
+        w_, n_, nw_, ne_ = P[pi, pj - 1], P[pi - 1, pj], P[pi - 1, pj - 1], P[pi - 1, pj + 1]
+        act = 2 * (E[pi, pj - 1] + E[pi - 1, pj]) + E[pi - 1, pj - 1] + E[pi - 1, pj + 1] + E[pi, pj - 2] \
+            + E[pi - 2, pj] + (abs(w_ - nw_) + abs(n_ - nw_) + abs(n_ - ne_)) // step
+        x = act + 1
+        lg = _ilog2(x)
+        half = 1 if (lg >= 1 and x >= (3 << (lg - 1))) else 0
+        pred[n] = min(max(p, lo), hi)
+        ctx[n] = min(2 * lg + half, N_CTX - 1)
+        n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def probability_table(counts, out):
+    """Per context: observed token counts, plus a bounded prior from the neighbouring contexts, plus one."""
+    C, A = counts.shape
+    for c in range(C):
+        a0, a1 = max(c - 1, 0), min(c + 2, C)
+        total = 0
+        for cc in range(a0, a1):
+            for a in range(A):
+                total += counts[cc, a]
+        total = max(total, 1)
+        for a in range(A):
+            near = 0
+            for cc in range(a0, a1):
+                near += counts[cc, a]
+            out[c, a] = counts[c, a] * SCALE + near * (PRIOR_MASS * SCALE) // total + 1
+
+
+@nb.njit(cache=True)
+def quantise(t, V, rows, cols, k, step, pred, n, q, tokens, nraw, raw):
+    """Encoder: the quantised residual of each pixel on wavefront t, split into token and raw bits."""
+    i0, _ = bounds(t, rows, cols)
+    with_raw = 0
+    for m in range(n):
+        i = i0 + m
+        r = V[i, t - 2 * i] - pred[m]
+        qq = (abs(r) + k) // step
+        if r < 0:
+            qq = -qq
+        q[m] = qq
+        tk, nr, rw = _split(2 * qq if qq >= 0 else -2 * qq - 1)
+        tokens[m], nraw[m], raw[m] = tk, nr, rw
+        if nr > 0:
+            with_raw += 1
+    return with_raw
+
+
+@nb.njit(cache=True)
+def raw_sizes(tokens, n, nraw):
+    """Decoder: raw bit counts of decoded tokens; returns how many have any."""
+    with_raw = 0
+    for m in range(n):
+        nraw[m] = raw_bits(tokens[m])
+        if nraw[m] > 0:
+            with_raw += 1
+    return with_raw
+
+
+@nb.njit(cache=True)
+def unquantise(tokens, raw, n, q):
+    for m in range(n):
+        u = _join(tokens[m], raw[m])
+        q[m] = -(u + 1) // 2 if u & 1 else u // 2
+
+
+@nb.njit(cache=True)
+def commit(t, P, E, rows, cols, step, lo, hi, q, pred, ctx, counts, tokens):
+    """Both sides, after wavefront t is coded: decoded values, |q| for the next contexts, token counts."""
+    i0, i1 = bounds(t, rows, cols)
+    for m in range(i1 - i0 + 1):
+        i = i0 + m
+        P[i + PAD, t - 2 * i + PAD] = min(max(pred[m] + q[m] * step, lo), hi)
+        E[i + PAD, t - 2 * i + PAD] = abs(q[m])
+        counts[ctx[m], tokens[m]] += 1

@@ -1,0 +1,204 @@
+"""Residual layer, stream version 2: raster order with a per-image robust linear predictor, decoded by wavefronts.
+
+A pixel's prediction is an integer combination of 12 causal decoded neighbours (codec/raster_kernels.py) with
+weights that sum to exactly 2**SHIFT, fitted by the encoder (L1 by reweighted least squares on a sample) and sent
+in the stream; flat regions are thus predicted exactly at any level. The residual r = value - prediction is
+quantised with step 2k+1 as in version 1 (|value - decoded| <= k everywhere, k = 0 exact) and coded with
+constriction's range coder: a token per pixel from per-context adaptive integer counts (contexts: local activity in
+half octaves), the token's low bits raw. On CT and MR this needs 3-10 % fewer bytes than version 1 and runs in
+about a tenth of its encode time; version 1 streams (codec/residual.py) keep decoding.
+
+Stream: header (magic MZR2, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
+CRC-32 of the recon and of the decoded values, the weights), then the range coder's words. Residual-only: the reconstruction under it is flat (every pixel the
+base value), which is what payloads without latents carry.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import constriction
+import numpy as np
+
+from codec import raster_kernels as K
+from codec.errors import ResidualError
+from codec.values import check_fits, value_range
+
+MAGIC = b"MZR2"
+_HEAD = struct.Struct("<4sIBBIIqqII")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc
+_WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")
+_SAMPLE = 6000  # pixels the predictor is fitted on
+_RAW_CHUNK = 16  # constriction's Uniform model takes sizes below 2**24: raw bits go 16 at a time
+
+
+def is_raster_stream(data: bytes) -> bool:
+    return bytes(data[:4]) == MAGIC
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
+
+
+def fit_weights(values: np.ndarray) -> np.ndarray:
+    """Integer predictor weights (sum exactly 2**SHIFT, no constant), fitted on a fixed sample of the slice."""
+    rows, cols = values.shape
+    padded = np.pad(values.astype(np.float64), ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
+    rng = np.random.default_rng(0)
+    ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
+    near = np.stack([padded[ii + K.PAD + di, jj + K.PAD + dj] for di, dj in K.OFFSETS], axis=1)
+    ref = near[:, 1:2]  # N: the weights of the others act on differences from it
+    x = np.delete(near - ref, 1, axis=1)
+    y = values[ii, jj].astype(np.float64) - ref[:, 0]
+    sw, w = np.ones(y.size), np.zeros(x.shape[1])
+    for _ in range(3):
+        # einsum, not BLAS: multi-threaded BLAS on a loaded 2-core machine is far slower for these sizes
+        xw = x * sw[:, None]
+        gram = np.einsum("ni,nj->ij", xw, x, optimize=False)
+        gram[np.diag_indices_from(gram)] += 1e-6 * (np.trace(gram) / len(gram) + 1.0)
+        try:
+            w_new = np.linalg.solve(gram, np.einsum("ni,n->i", xw, y, optimize=False))
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(w_new)):
+            break
+        w = w_new
+        sw = 1.0 / np.maximum(np.abs(y - x @ w), 1.0)
+    wi = np.clip(np.round(w * (1 << K.SHIFT)), -(16 << K.SHIFT), 16 << K.SHIFT).astype(np.int64)
+    return np.insert(wi, 1, (1 << K.SHIFT) - int(wi.sum()))
+
+
+class _Walk:
+    """What encoder and decoder both hold while walking the wavefronts."""
+
+    def __init__(self, shape: tuple[int, int], k: int, bits: int, signed: bool, top: int):
+        self.rows, self.cols = shape
+        self.k, self.step = k, 2 * k + 1
+        self.lo, self.hi = value_range(bits, signed, ResidualError)
+        self.top = top
+        self.P = np.full((self.rows + K.PAD, self.cols + 2 * K.PAD), top, np.int64)
+        self.E = np.zeros_like(self.P)
+        alphabet = K.n_tokens(bits + 1)
+        self.counts = np.zeros((K.N_CTX, alphabet), np.int64)
+        self.table = np.zeros_like(self.counts)
+        m = min(self.rows, (self.cols + 1) // 2) + 1
+        self.pred, self.ctx, self.q, self.tok, self.nraw, self.raw = (np.zeros(m, np.int64) for _ in range(6))
+        self.categorical = constriction.stream.model.Categorical(perfect=False)
+        self.uniform = constriction.stream.model.Uniform()
+
+    def wavefronts(self) -> range:
+        return range(K.n_wavefronts(self.rows, self.cols))
+
+    def probabilities(self, n: int) -> np.ndarray:
+        K.probability_table(self.counts, self.table)
+        return self.table[self.ctx[:n]].astype(np.float64)  # exact: integers far below 2**53
+
+    def decoded(self) -> np.ndarray:
+        return self.P[K.PAD:, K.PAD : K.PAD + self.cols]
+
+
+def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> bytes:
+    """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere."""
+    base = _check(values, recon, k, bits_stored, signed)
+    v = np.ascontiguousarray(values, dtype=np.int64)
+    weights = fit_weights(v)
+    top = int(v[0, 0])
+    st = _Walk(v.shape, k, bits_stored, signed, top)
+    enc = constriction.stream.queue.RangeEncoder()
+    for t in st.wavefronts():
+        K.start(t, st.P, st.rows, top)
+        n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
+        with_raw = K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
+        enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
+        if with_raw:
+            sel = st.nraw[:n] > 0
+            _encode_raw(enc, st.uniform, st.nraw[:n][sel], st.raw[:n][sel])
+        K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts, st.tok)
+        K.finish(t, st.P, st.rows, st.cols)
+    decoded = st.decoded()
+    bound = int(np.abs(decoded - v).max())
+    if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
+        raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
+    head = _HEAD.pack(MAGIC, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded))
+    return head + _WEIGHTS.pack(*weights.tolist()) + enc.get_compressed().astype("<u4").tobytes()
+
+
+def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:
+    """Inverse of encode_residual given the same recon, k, bits_stored and signed (int64 array)."""
+    data = bytes(data)
+    if len(data) < _HEAD.size + _WEIGHTS.size:
+        raise ResidualError(f"residual stream truncated: {len(data)} bytes")
+    magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise ResidualError(f"not a version 2 residual stream (magic {magic!r})")
+    if (k_s, bits_s, bool(signed_s), (rows, cols)) != (k, bits_stored, bool(signed), recon.shape):
+        raise ResidualError(
+            f"stream was coded with k={k_s}, bits={bits_s}, signed={bool(signed_s)}, shape={(rows, cols)}; "
+            f"decoder was given k={k}, bits={bits_stored}, signed={signed}, shape={recon.shape}")
+    if _check(None, recon, k, bits_stored, signed) != base or _crc(recon) != crc_rec:
+        raise ResidualError("recon differs from the one the residual was coded against")
+    weights = np.array(_WEIGHTS.unpack_from(data, _HEAD.size), np.int64)
+    body = data[_HEAD.size + _WEIGHTS.size :]
+    if len(body) % 4:
+        raise ResidualError("residual stream truncated or corrupted (length not a whole number of words)")
+    lo, hi = value_range(bits_stored, signed, ResidualError)
+    if not lo <= top <= hi:
+        raise ResidualError("residual stream corrupted: first value outside the range")
+    st = _Walk((rows, cols), k, bits_stored, signed, top)
+    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
+    try:
+        for t in st.wavefronts():
+            K.start(t, st.P, st.rows, top)
+            n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
+            st.tok[:n] = dec.decode(st.categorical, st.probabilities(n))
+            st.raw[:n] = 0
+            if K.raw_sizes(st.tok, n, st.nraw):
+                sel = st.nraw[:n] > 0
+                st.raw[:n][sel] = _decode_raw(dec, st.uniform, st.nraw[:n][sel])
+            K.unquantise(st.tok, st.raw, n, st.q)
+            K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts,
+                     st.tok)
+            K.finish(t, st.P, st.rows, st.cols)
+    except Exception as exc:  # the range decoder tripping over corrupted data
+        raise ResidualError(f"residual stream corrupted: {exc}") from None
+    decoded = st.decoded().copy()
+    if _crc(decoded) != crc_dec:
+        raise ResidualError("residual stream corrupted or decoded with another recon: decoded values fail their CRC")
+    return decoded
+
+
+def _check(values: np.ndarray | None, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> int:
+    """Validate the inputs; returns the flat recon's value (the base)."""
+    if not isinstance(k, (int, np.integer)) or k < 0:
+        raise ResidualError(f"k must be an integer >= 0, got {k!r}")
+    recon = np.asarray(recon)
+    if recon.ndim != 2 or recon.size == 0 or not np.issubdtype(recon.dtype, np.integer):
+        raise ResidualError(f"recon must be a non-empty 2-D integer array, got {recon.dtype} {recon.shape}")
+    base = int(recon.flat[0])
+    if not np.all(recon == base):
+        raise ResidualError("the version 2 residual layer codes over a flat reconstruction only")
+    lo, hi = value_range(bits_stored, signed, ResidualError)
+    if not lo <= base <= hi:
+        raise ResidualError(f"recon value {base} outside the {bits_stored}-bit range")
+    if values is not None:
+        if values.shape != recon.shape:
+            raise ResidualError(f"values shape {values.shape} differs from recon shape {recon.shape}")
+        check_fits(values, bits_stored, signed, ResidualError)
+    return base
+
+
+def _encode_raw(enc, uniform, nraw: np.ndarray, raw: np.ndarray) -> None:
+    for lo in range(0, int(nraw.max()), _RAW_CHUNK):
+        width = np.clip(nraw - lo, 0, _RAW_CHUNK)
+        s = width > 0
+        chunk = (np.right_shift(raw[s], lo) & (np.left_shift(1, width[s]) - 1)).astype(np.int32)
+        enc.encode(chunk, uniform, np.left_shift(1, width[s]).astype(np.int32))
+
+
+def _decode_raw(dec, uniform, nraw: np.ndarray) -> np.ndarray:
+    out = np.zeros(nraw.size, np.int64)
+    for lo in range(0, int(nraw.max()), _RAW_CHUNK):
+        width = np.clip(nraw - lo, 0, _RAW_CHUNK)
+        s = width > 0
+        out[s] |= np.left_shift(np.asarray(dec.decode(uniform, np.left_shift(1, width[s]).astype(np.int32)),
+                                           np.int64), lo)
+    return out

@@ -24,6 +24,7 @@ DIRECT = 16  # tokens 0..15 are the values themselves
 MSB = 2  # bits below the leading one kept in a token; the rest are sent raw
 SCALE = 16  # weight of an observed token against the prior of 1
 PRIOR_MASS = 32  # the neighbouring contexts' prior weighs as much as this many observed tokens
+RAW_CHUNK = 16  # constriction's Uniform model takes sizes below 2**24: raw bits go 16 at a time
 
 
 def n_tokens(max_bits: int) -> int:
@@ -121,11 +122,18 @@ def predict(t, P, E, rows, cols, step, weights, lo, hi, pred, ctx):
 
 
 @nb.njit(cache=True)
-def probability_table(counts, out):
-    """Per context: observed token counts, plus a bounded prior from the neighbouring contexts, plus one."""
+def probability_rows(counts, table, dirty, ctx, n, out):
+    """The coding distribution of each pixel on the wavefront (row m of `out`), from its context's integer table:
+    observed token counts, plus a bounded prior from the neighbouring contexts, plus one. Integers below 2**53, so
+    the float64 rows are exact. Only the tables whose counts (or their neighbours') changed are rebuilt."""
     C, A = counts.shape
     for c in range(C):
         a0, a1 = max(c - 1, 0), min(c + 2, C)
+        stale = False
+        for cc in range(a0, a1):
+            stale = stale or dirty[cc]
+        if not stale:
+            continue
         total = 0
         for cc in range(a0, a1):
             for a in range(A):
@@ -135,14 +143,54 @@ def probability_table(counts, out):
             near = 0
             for cc in range(a0, a1):
                 near += counts[cc, a]
-            out[c, a] = counts[c, a] * SCALE + near * (PRIOR_MASS * SCALE) // total + 1
+            table[c, a] = counts[c, a] * SCALE + near * (PRIOR_MASS * SCALE) // total + 1
+    dirty[:] = False
+    for m in range(n):
+        c = ctx[m]
+        for a in range(A):
+            out[m, a] = table[c, a]
+
+
+@nb.njit(cache=True)
+def raw_chunk(nraw, raw, n, lo, sizes, values):
+    """Encoder: raw bits lo..lo+RAW_CHUNK of the pixels that have them, with their Uniform sizes; returns how many."""
+    m = 0
+    for i in range(n):
+        width = min(nraw[i] - lo, RAW_CHUNK)
+        if width > 0:
+            sizes[m] = 1 << width
+            values[m] = (raw[i] >> lo) & ((1 << width) - 1)
+            m += 1
+    return m
+
+
+@nb.njit(cache=True)
+def raw_chunk_sizes(nraw, n, lo, sizes):
+    """Decoder: the Uniform sizes of raw bits lo..lo+RAW_CHUNK, in pixel order; returns how many."""
+    m = 0
+    for i in range(n):
+        width = min(nraw[i] - lo, RAW_CHUNK)
+        if width > 0:
+            sizes[m] = 1 << width
+            m += 1
+    return m
+
+
+@nb.njit(cache=True)
+def raw_chunk_put(nraw, n, lo, values, raw):
+    m = 0
+    for i in range(n):
+        if nraw[i] - lo > 0:
+            raw[i] |= np.int64(values[m]) << lo
+            m += 1
 
 
 @nb.njit(cache=True)
 def quantise(t, V, rows, cols, k, step, pred, n, q, tokens, nraw, raw):
-    """Encoder: the quantised residual of each pixel on wavefront t, split into token and raw bits."""
+    """Encoder: the quantised residual of each pixel on wavefront t, split into token and raw bits; returns the
+    largest raw bit count."""
     i0, _ = bounds(t, rows, cols)
-    with_raw = 0
+    most = 0
     for m in range(n):
         i = i0 + m
         r = V[i, t - 2 * i] - pred[m]
@@ -152,20 +200,18 @@ def quantise(t, V, rows, cols, k, step, pred, n, q, tokens, nraw, raw):
         q[m] = qq
         tk, nr, rw = _split(2 * qq if qq >= 0 else -2 * qq - 1)
         tokens[m], nraw[m], raw[m] = tk, nr, rw
-        if nr > 0:
-            with_raw += 1
-    return with_raw
+        most = max(most, nr)
+    return most
 
 
 @nb.njit(cache=True)
 def raw_sizes(tokens, n, nraw):
-    """Decoder: raw bit counts of decoded tokens; returns how many have any."""
-    with_raw = 0
+    """Decoder: raw bit counts of decoded tokens (raw bits reset to 0); returns the largest count."""
+    most = 0
     for m in range(n):
         nraw[m] = raw_bits(tokens[m])
-        if nraw[m] > 0:
-            with_raw += 1
-    return with_raw
+        most = max(most, nraw[m])
+    return most
 
 
 @nb.njit(cache=True)
@@ -176,7 +222,7 @@ def unquantise(tokens, raw, n, q):
 
 
 @nb.njit(cache=True)
-def commit(t, P, E, rows, cols, step, lo, hi, q, pred, ctx, counts, tokens):
+def commit(t, P, E, rows, cols, step, lo, hi, q, pred, ctx, counts, dirty, tokens):
     """Both sides, after wavefront t is coded: decoded values, |q| for the next contexts, token counts."""
     i0, i1 = bounds(t, rows, cols)
     for m in range(i1 - i0 + 1):
@@ -184,3 +230,4 @@ def commit(t, P, E, rows, cols, step, lo, hi, q, pred, ctx, counts, tokens):
         P[i + PAD, t - 2 * i + PAD] = min(max(pred[m] + q[m] * step, lo), hi)
         E[i + PAD, t - 2 * i + PAD] = abs(q[m])
         counts[ctx[m], tokens[m]] += 1
+        dirty[ctx[m]] = True

@@ -28,7 +28,6 @@ MAGIC = b"MZR2"
 _HEAD = struct.Struct("<4sIBBIIqqII")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc
 _WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")
 _SAMPLE = 6000  # pixels the predictor is fitted on
-_RAW_CHUNK = 16  # constriction's Uniform model takes sizes below 2**24: raw bits go 16 at a time
 
 
 def is_raster_stream(data: bytes) -> bool:
@@ -79,9 +78,12 @@ class _Walk:
         self.E = np.zeros_like(self.P)
         alphabet = K.n_tokens(bits + 1)
         self.counts = np.zeros((K.N_CTX, alphabet), np.int64)
-        self.table = np.zeros_like(self.counts)
+        self.table = np.zeros((K.N_CTX, alphabet), np.float64)
+        self.dirty = np.ones(K.N_CTX, np.bool_)
         m = min(self.rows, (self.cols + 1) // 2) + 1
         self.pred, self.ctx, self.q, self.tok, self.nraw, self.raw = (np.zeros(m, np.int64) for _ in range(6))
+        self.rows_buf = np.zeros((m, alphabet), np.float64)
+        self.sizes, self.bits = np.zeros(m, np.int32), np.zeros(m, np.int32)
         self.categorical = constriction.stream.model.Categorical(perfect=False)
         self.uniform = constriction.stream.model.Uniform()
 
@@ -89,8 +91,19 @@ class _Walk:
         return range(K.n_wavefronts(self.rows, self.cols))
 
     def probabilities(self, n: int) -> np.ndarray:
-        K.probability_table(self.counts, self.table)
-        return self.table[self.ctx[:n]].astype(np.float64)  # exact: integers far below 2**53
+        K.probability_rows(self.counts, self.table, self.dirty, self.ctx, n, self.rows_buf)
+        return self.rows_buf[:n]
+
+    def encode_raw(self, enc, n: int, most: int) -> None:
+        for lo in range(0, most, K.RAW_CHUNK):
+            m = K.raw_chunk(self.nraw, self.raw, n, lo, self.sizes, self.bits)
+            enc.encode(self.bits[:m], self.uniform, self.sizes[:m])
+
+    def decode_raw(self, dec, n: int, most: int) -> None:
+        self.raw[:n] = 0
+        for lo in range(0, most, K.RAW_CHUNK):
+            m = K.raw_chunk_sizes(self.nraw, n, lo, self.sizes)
+            K.raw_chunk_put(self.nraw, n, lo, dec.decode(self.uniform, self.sizes[:m]), self.raw)
 
     def decoded(self) -> np.ndarray:
         return self.P[K.PAD:, K.PAD : K.PAD + self.cols]
@@ -107,12 +120,11 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     for t in st.wavefronts():
         K.start(t, st.P, st.rows, top)
         n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
-        with_raw = K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
+        most = K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
         enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
-        if with_raw:
-            sel = st.nraw[:n] > 0
-            _encode_raw(enc, st.uniform, st.nraw[:n][sel], st.raw[:n][sel])
-        K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts, st.tok)
+        st.encode_raw(enc, n, most)
+        K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts,
+                 st.dirty, st.tok)
         K.finish(t, st.P, st.rows, st.cols)
     decoded = st.decoded()
     bound = int(np.abs(decoded - v).max())
@@ -150,13 +162,10 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
             K.start(t, st.P, st.rows, top)
             n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
             st.tok[:n] = dec.decode(st.categorical, st.probabilities(n))
-            st.raw[:n] = 0
-            if K.raw_sizes(st.tok, n, st.nraw):
-                sel = st.nraw[:n] > 0
-                st.raw[:n][sel] = _decode_raw(dec, st.uniform, st.nraw[:n][sel])
+            st.decode_raw(dec, n, K.raw_sizes(st.tok, n, st.nraw))
             K.unquantise(st.tok, st.raw, n, st.q)
             K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts,
-                     st.tok)
+                     st.dirty, st.tok)
             K.finish(t, st.P, st.rows, st.cols)
     except Exception as exc:  # the range decoder tripping over corrupted data
         raise ResidualError(f"residual stream corrupted: {exc}") from None
@@ -184,21 +193,3 @@ def _check(values: np.ndarray | None, recon: np.ndarray, k: int, bits_stored: in
             raise ResidualError(f"values shape {values.shape} differs from recon shape {recon.shape}")
         check_fits(values, bits_stored, signed, ResidualError)
     return base
-
-
-def _encode_raw(enc, uniform, nraw: np.ndarray, raw: np.ndarray) -> None:
-    for lo in range(0, int(nraw.max()), _RAW_CHUNK):
-        width = np.clip(nraw - lo, 0, _RAW_CHUNK)
-        s = width > 0
-        chunk = (np.right_shift(raw[s], lo) & (np.left_shift(1, width[s]) - 1)).astype(np.int32)
-        enc.encode(chunk, uniform, np.left_shift(1, width[s]).astype(np.int32))
-
-
-def _decode_raw(dec, uniform, nraw: np.ndarray) -> np.ndarray:
-    out = np.zeros(nraw.size, np.int64)
-    for lo in range(0, int(nraw.max()), _RAW_CHUNK):
-        width = np.clip(nraw - lo, 0, _RAW_CHUNK)
-        s = width > 0
-        out[s] |= np.left_shift(np.asarray(dec.decode(uniform, np.left_shift(1, width[s]).astype(np.int32)),
-                                           np.int64), lo)
-    return out

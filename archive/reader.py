@@ -229,10 +229,17 @@ class ArchiveReader(CheckedArchiveFile):
             return None
         kind, s, item = hit
         if kind == "series":
-            return next(x for x in self.series() if x.key == s)
-        if kind == "instance":
-            return self.instance(L.InstanceKey(s, item))
-        return next(v for v in self.verbatim(s) if v.key.index == item)
+            found = next((x for x in self.series() if x.key == s), None)
+        elif kind == "instance":
+            found = self.instance(L.InstanceKey(s, item))
+        elif kind == "verbatim" and 0 <= s < self.info.n_series:
+            found = next((v for v in self.verbatim(s) if v.key.index == item), None)
+        else:
+            found = None
+        if found is None or getattr(found, "series_instance_uid", getattr(found, "sop_instance_uid", None)) != uid:
+            raise DamagedArchiveError(self.path, f"the UID index points {uid} at {kind} {s}/{item}, which does not "
+                                                 "hold it", "index")
+        return found
 
     # ---- integrity ------------------------------------------------------------------------------------
 
@@ -272,12 +279,41 @@ class ArchiveReader(CheckedArchiveFile):
                     if attempt(self.verbatim_bytes, v):
                         rep.verbatim_checked += 1
             self.quality()
-            self.index()
+            found = self._walk_uids(series)
             if n_frames != self.info.n_frames:
                 rep.problems.append(f"archive: {n_frames} frames found, {self.info.n_frames} recorded")
+            rep.problems += self._index_problems(found)
         except DamagedArchiveError as exc:
             rep.problems.append(f"{exc.item or 'archive'}: {exc.reason}")
         return rep.raise_if_damaged() if raise_on_damage else rep
+
+
+    def _walk_uids(self, series: list[SeriesInfo]) -> dict[str, tuple[str, int, int]]:
+        """UID -> (kind, series, item) of every series, instance and verbatim object, as the objects say."""
+        found = {}
+        for s in series:
+            found[s.series_instance_uid] = ("series", s.key, -1)
+            for inst in self.instances(s.key):
+                found[inst.sop_instance_uid] = ("instance", s.key, inst.key.instance)
+            for v in self.verbatim(s.key):
+                found[v.sop_instance_uid] = ("verbatim", s.key, v.key.index)
+        return found
+
+    def _index_problems(self, found: dict[str, tuple[str, int, int]]) -> list[str]:
+        """The UID index, the objects' own UIDs and the recorded counts must tell one story: an object renamed,
+        dropped or added behind the writer's back is named (its bytes may still pass their checksums)."""
+        problems = []
+        index = self.index()
+        for uid in sorted(set(index) ^ set(found))[:5]:
+            where = "only in the UID index" if uid in index else "not in the UID index"
+            problems.append(f"index: UID {uid} is {where}")
+        problems += [f"index: UID {u} is at {found[u]}, the index says {index[u]}"
+                     for u in sorted(set(index) & set(found)) if index[u] != found[u]][:5]
+        kinds = [k for k, _, _ in found.values()]
+        for kind, recorded in (("instance", self.info.n_instances), ("verbatim", self.info.n_verbatim)):
+            if kinds.count(kind) != recorded:
+                problems.append(f"archive: {kinds.count(kind)} {kind} objects found, {recorded} recorded")
+        return problems
 
 
 def verify_archive(path: str | Path, *, expected_file_sha256: str | None = None, limits: Limits = Limits(),

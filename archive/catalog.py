@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from archive.catalog_owners import default_owner, owner_is_dead, utc_now, utc_text
 from archive.errors import CatalogError
 from atomicfs import ensure_private_dir
 
@@ -67,10 +65,20 @@ CREATE TABLE IF NOT EXISTS archive_modalities (
 );
 """
 
+# Columns added after the first catalogs were made: (name, SQL type and default), added to an older file on open.
+# content_hash is the claim key (the inputs' hash together with the policy, see flows); inputs_hash the inputs alone.
+ADDED_COLUMNS = (
+    ("inputs_hash", "TEXT"),
+    ("modes_used", "TEXT NOT NULL DEFAULT '{}'"),  # {final mode: frames}, JSON
+    ("kept_as_received", "TEXT NOT NULL DEFAULT '[]'"),  # inputs kept verbatim because they never decode, JSON
+)
+_JSON_COLUMNS = {"reasons": list, "modes_used": dict, "kept_as_received": list}
+
 # Fields a caller may set with update(); the rest are managed here.
 UPDATABLE = (
     "path", "original_bytes", "archived_bytes", "ratio", "n_series", "n_instances", "n_frames", "n_verbatim",
-    "min_psnr", "min_ssim", "max_error", "mode", "codec", "file_sha256",
+    "min_psnr", "min_ssim", "max_error", "mode", "codec", "file_sha256", "inputs_hash", "modes_used",
+    "kept_as_received",
 )
 
 
@@ -100,11 +108,16 @@ class ArchiveRecord:
     file_sha256: str | None
     reasons: tuple[str, ...]
     modalities: tuple[str, ...]
+    inputs_hash: str | None = None
+    modes_used: dict[str, int] | None = None  # the modes the frames were finally stored in, with counts
+    kept_as_received: tuple[str, ...] = ()  # "file: reason" of each undecodable input kept verbatim
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["reasons"] = list(self.reasons)
         d["modalities"] = list(self.modalities)
+        d["kept_as_received"] = list(self.kept_as_received)
+        d["modes_used"] = dict(self.modes_used or {})
         return d
 
 
@@ -115,45 +128,6 @@ class Claim:
     record: ArchiveRecord
     claimed: bool
     why: str  # "new" | "taken-over" | "retry" | "exists"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_OWNER_RE = re.compile(r"^(?P<host>[^:]*):(?P<pid>[0-9]+)(:t?[0-9a-f]+)?$")  # also host:pid:thread-id
-
-
-def default_owner() -> str:
-    """`host:pid:t<token>` - unique per claim, so two runs in one process never share a claim by accident."""
-    return f"{socket.gethostname()}:{os.getpid()}:t{secrets.token_hex(4)}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` (`host:pid` or `host:pid:t<token>`) names a process on this host that no longer exists."""
-    if not owner:
-        return True
-    m = _OWNER_RE.match(owner)
-    if m is None or m["host"] != socket.gethostname():
-        return False
-    pid = m["pid"]
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
-
-
-def _utc_text(value: datetime | date | str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT00:00:00.000000Z")
 
 
 class Catalog:
@@ -171,6 +145,14 @@ class Catalog:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
+            have = {r[1] for r in con.execute("PRAGMA table_info(archives)")}
+            for name, sql_type in ADDED_COLUMNS:
+                if name not in have:  # a catalog made before the column existed
+                    try:
+                        con.execute(f"ALTER TABLE archives ADD COLUMN {name} {sql_type}")
+                    except sqlite3.OperationalError as exc:  # another process added it first
+                        if "duplicate column" not in str(exc):
+                            raise
 
     @classmethod
     def from_config(cls, config) -> "Catalog":
@@ -208,7 +190,9 @@ class Catalog:
         mods = tuple(m[0] for m in con.execute(
             "SELECT modality FROM archive_modalities WHERE archive_id = ? ORDER BY modality", (row["id"],)))
         d = dict(row)
-        d["reasons"] = tuple(json.loads(d["reasons"] or "[]"))
+        for name, kind in _JSON_COLUMNS.items():
+            value = json.loads(d.get(name) or ("[]" if kind is list else "{}"))
+            d[name] = tuple(value) if kind is list else value
         return ArchiveRecord(**d, modalities=mods)
 
     def _one(self, con, where: str, args: tuple) -> ArchiveRecord | None:
@@ -254,10 +238,10 @@ class Catalog:
         where, args = ["1=1"], []
         if since is not None:
             where.append("created_utc >= ?")
-            args.append(_utc_text(since))
+            args.append(utc_text(since))
         if until is not None:
             where.append("created_utc < ?")
-            args.append(_utc_text(until))
+            args.append(utc_text(until))
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
             for s in statuses:
@@ -315,9 +299,9 @@ class Catalog:
                 return Claim(self._one(con, "id = ?", (cur.lastrowid,)), True, "new")
             why = None
             if rec.status == "pending" and rec.owner != owner:
-                silent = stale_after_s is not None and rec.updated_utc < _utc_text(
+                silent = stale_after_s is not None and rec.updated_utc < utc_text(
                     datetime.now(timezone.utc) - timedelta(seconds=stale_after_s))
-                if _owner_is_dead(rec.owner) or silent:
+                if owner_is_dead(rec.owner) or silent:
                     why = "taken-over"
             elif rec.status == "pending" and rec.owner == owner:
                 why = "taken-over"
@@ -352,7 +336,8 @@ class Catalog:
             rec = self._resolve(con, ref)
             if fields:
                 cols = ", ".join(f"{k} = ?" for k in fields)
-                vals = [str(v) if isinstance(v, Path) else v for v in fields.values()]
+                vals = [str(v) if isinstance(v, Path) else json.dumps(list(v) if _JSON_COLUMNS[k] is list else v)
+                        if k in _JSON_COLUMNS else v for k, v in fields.items()]
                 con.execute(f"UPDATE archives SET {cols}, updated_utc = ? WHERE id = ?", (*vals, utc_now(), rec.id))
             if modalities is not None:
                 con.execute("DELETE FROM archive_modalities WHERE archive_id = ?", (rec.id,))
@@ -372,6 +357,17 @@ class Catalog:
                 "UPDATE archives SET status = ?, reasons = ?, path = COALESCE(?, path), updated_utc = ? WHERE id = ?",
                 (status, json.dumps(list(reasons)), None if path is None else str(path), utc_now(), rec.id),
             )
+            return self._one(con, "id = ?", (rec.id,))
+
+    def release_claim(self, ref: int | str | Path, reasons: Iterable[str] = ()) -> ArchiveRecord:
+        """A run that failed gives its claim back: the row stays `pending` with no owner and says why, so the next
+        run of the same content takes it over (claim's why = "taken-over") instead of finding it archived."""
+        with self._write() as con:
+            rec = self._resolve(con, ref)
+            if rec.status != "pending":
+                raise CatalogError(f"catalog {self.path}: archive {rec.id} is {rec.status}, not a claim to give back")
+            con.execute("UPDATE archives SET owner = NULL, reasons = ?, updated_utc = ? WHERE id = ?",
+                        (json.dumps(list(reasons)), utc_now(), rec.id))
             return self._one(con, "id = ?", (rec.id,))
 
     def record_summary(self, ref: int | str | Path, summary: Mapping[str, Any]) -> ArchiveRecord:

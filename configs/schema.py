@@ -102,6 +102,9 @@ class Delivery(_Strict):
     """Where a retrieved study is pushed: nowhere, a DICOM C-STORE SCP, or a DICOMweb STOW-RS endpoint."""
 
     kind: Literal["none", "cstore", "stowrs"] = "none"
+    # how retrieved instances are written (and sent): lossless codings of the stored values; a frame stored lossily
+    # keeps its LossyImageCompression labelling, and input kept as received comes back byte for byte
+    transfer_syntax: Literal["explicit-le", "jpeg-ls", "jpeg2000", "htj2k"] = "explicit-le"
     host: str = ""  # cstore
     port: int = Field(default=104, ge=1, le=65535)  # cstore
     called_ae: str = "ANY-SCP"  # cstore: the PACS's AE title

@@ -5,7 +5,12 @@ from pathlib import Path
 
 
 class DicomReadError(Exception):
-    """A file that cannot be used as DICOM input. Subclasses say why."""
+    """A file that cannot be used as DICOM input. Subclasses say why.
+
+    `transient` is True for a file that cannot be read *now* (permissions, an I/O error) but may be readable on a
+    later run: its study is held back, never archived without it."""
+
+    transient = False
 
     def __init__(self, path: Path | str, reason: str, *, study_instance_uid: str | None = None):
         self.path = Path(path)
@@ -19,6 +24,13 @@ class DicomReadError(Exception):
 
 class NotDicomError(DicomReadError):
     """Not a DICOM file at all."""
+
+
+class UnreadableNowError(DicomReadError):
+    """The file cannot be read at the moment (no permission, an I/O error): nothing is known of its content, so
+    whatever study it belongs to waits for it."""
+
+    transient = True
 
 
 class TruncatedDicomError(DicomReadError):

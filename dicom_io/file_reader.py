@@ -23,6 +23,7 @@ from dicom_io.errors import (
     NotDicomError,
     PixelDataMismatchError,
     TruncatedDicomError,
+    UnreadableNowError,
 )
 from dicom_io.model import Instance, PixelFormat, VerbatimObject
 
@@ -39,6 +40,32 @@ VERBATIM_SOP_CLASSES = {
 }
 
 
+# Transfer syntaxes whose pixels have (or may have) lost information already. Such input is kept as its original
+# bitstream, byte for byte: re-coding it cannot bring anything back, only add bytes and a second loss.
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "JPEG Baseline",
+    "1.2.840.10008.1.2.4.51": "JPEG Extended",
+    "1.2.840.10008.1.2.4.81": "JPEG-LS near-lossless",
+    "1.2.840.10008.1.2.4.91": "JPEG 2000 (irreversible allowed)",
+    "1.2.840.10008.1.2.4.93": "JPEG 2000 Part 2 multi-component",
+    "1.2.840.10008.1.2.4.203": "HTJ2K (irreversible allowed)",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+    **{f"1.2.840.10008.1.2.4.{n}": "MPEG/HEVC video" for n in range(100, 109)},
+}
+ALREADY_LOSSY = "already lossy-compressed"  # the start of the reason such objects are kept verbatim for
+
+
+def already_lossy(ds: Dataset) -> str | None:
+    """Why the pixels are already lossy (a lossy transfer syntax, or LossyImageCompression = 01), else None."""
+    ts = str(transfer_syntax(ds))
+    if ts in LOSSY_SYNTAXES:
+        return f"{ALREADY_LOSSY} ({LOSSY_SYNTAXES[ts]}, {ts}): kept as its original bitstream, no gate applied"
+    if str(ds.get("LossyImageCompression", "") or "").strip() == "01":
+        return f"{ALREADY_LOSSY} (LossyImageCompression 01): kept as its original bitstream, no gate applied"
+    return None
+
+
 def has_part10_prefix(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(132)
@@ -49,8 +76,10 @@ def load_header(path: Path) -> Dataset:
     """Parse `path` with Pixel Data deferred; raise NotDicomError / TruncatedDicomError naming the file."""
     try:
         size = path.stat().st_size
-    except OSError as e:
+    except FileNotFoundError as e:
         raise NotDicomError(path, f"cannot be read: {e.strerror or e}") from e
+    except OSError as e:
+        raise UnreadableNowError(path, f"cannot be read now: {e.strerror or e}") from e
     if size == 0:
         raise NotDicomError(path, "empty file (0 bytes)")
     try:
@@ -59,8 +88,10 @@ def load_header(path: Path) -> Dataset:
         ds = _load_raw_dataset(path)
     except EOFError as e:
         raise TruncatedDicomError(path, f"ends before its header does ({e})") from e
-    except OSError as e:
+    except FileNotFoundError as e:
         raise NotDicomError(path, f"cannot be read: {e.strerror or e}") from e
+    except OSError as e:  # permissions, I/O errors: may read on a later run
+        raise UnreadableNowError(path, f"cannot be read now: {e.strerror or e}") from e
     except Exception as e:  # pydicom raises many kinds on garbage
         raise NotDicomError(path, f"not parseable as DICOM: {type(e).__name__}: {e}") from e
     if "SOPInstanceUID" not in ds:
@@ -314,6 +345,7 @@ def _describe(path: Path, ds: Dataset, study: str) -> Instance | VerbatimObject:
         orientation=_floats(ds, "ImageOrientationPatient", 6),
         transfer_syntax_uid=str(ts),
         photometric_interpretation=str(ds.PhotometricInterpretation).strip(),
+        already_lossy=already_lossy(ds),
     )
 
 

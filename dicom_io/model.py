@@ -44,6 +44,15 @@ class Instance:
     transfer_syntax_uid: str = ""  # of the source file (what iter_frames decodes)
     photometric_interpretation: str = "MONOCHROME2"
     series_number: int | None = None
+    # why the pixels are already lossy-compressed (a lossy transfer syntax, LossyImageCompression 01), else None:
+    # the archive keeps such an instance as its original file and never re-codes it
+    already_lossy: str | None = None
+
+    def as_received(self) -> "VerbatimObject":
+        """This instance as an object kept byte for byte (for already-lossy input)."""
+        return VerbatimObject(self.path, self.sop_instance_uid, self.sop_class_uid, self.series_instance_uid,
+                              self.study_instance_uid, self.modality, self.already_lossy or "kept as received",
+                              self.series_number)
 
 
 @dataclass

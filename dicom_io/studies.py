@@ -5,6 +5,7 @@ Reading is header-only (see dicom_io.file_reader); pixels are decoded later, one
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dicom_io.errors import DicomReadError, DuplicateInstanceError
-from dicom_io.model import Instance, ReadResult, Series, Study
+from dicom_io.model import Instance, ReadResult, Series, Study, VerbatimObject
 from dicom_io.file_reader import read_file
 from dicom_io.pixels import iter_frames
 
@@ -115,3 +116,35 @@ def read_frames(path: Path | str) -> Iterator[np.ndarray]:
     obj = read_file(path)
     if isinstance(obj, Instance):
         yield from iter_frames(obj)
+
+
+def kept_as_received(error: DicomReadError) -> VerbatimObject | None:
+    """The object an input that will never decode becomes, so its study keeps it byte for byte: the UIDs its header
+    still gives (a stand-in SOP key when it has none, or when it is a different file under a UID already read),
+    and the reason as read. None when the file cannot be kept: its study is not known, it cannot be read now
+    (error.transient), or it is an identical copy of a file already read."""
+    import pydicom
+
+    if error.transient or not error.study_instance_uid:
+        return None
+    if isinstance(error, DuplicateInstanceError) and "an identical copy" in error.reason:
+        return None
+    try:
+        raw = error.path.read_bytes()
+        ds = pydicom.dcmread(error.path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - the file is kept whatever its header holds
+        ds, raw = None, None
+    if raw is None:
+        return None
+    get = (lambda k: str(ds.get(k, "") or "").strip().rstrip("\x00")) if ds is not None else (lambda k: "")
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    sop = get("SOPInstanceUID")
+    if not sop or isinstance(error, DuplicateInstanceError):
+        sop = f"{sop or 'no-uid'}+{digest}"  # an archive key, never written into the file
+    return VerbatimObject(
+        path=error.path, sop_instance_uid=sop, sop_class_uid=get("SOPClassUID"),
+        series_instance_uid=get("SeriesInstanceUID") or f"{error.study_instance_uid}+undecodable",
+        study_instance_uid=error.study_instance_uid, modality=get("Modality"),
+        reason=f"not decodable, kept as received ({type(error).__name__}): {error.reason}",
+        series_number=None,
+    )

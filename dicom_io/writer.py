@@ -27,7 +27,16 @@ from dicom_io.errors import DicomWriteError
 # extended, and no standard term names a learned codec, so medzip writes its own, a valid CS value.
 LOSSY_METHOD = "MEDZIP_CNN"
 NATIVE_SYNTAXES = {ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian}
-COMPRESSED_SYNTAXES = {pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless}
+COMPRESSED_SYNTAXES = {pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless,
+                       pydicom.uid.HTJ2KLossless}
+# What `medzip retrieve --transfer-syntax` offers, by short name: lossless codings of the stored values (a frame that
+# was stored lossily keeps its LossyImageCompression labelling whatever the syntax).
+DELIVERY_SYNTAXES = {
+    "explicit-le": ExplicitVRLittleEndian,
+    "jpeg-ls": pydicom.uid.JPEGLSLossless,
+    "jpeg2000": pydicom.uid.JPEG2000Lossless,
+    "htj2k": pydicom.uid.HTJ2KLossless,
+}
 # PS3.3 C.7.6.1.1.5.1 Defined Terms for the lossy transfer syntaxes, to name an earlier compression whose
 # ratio was recorded without its method (so value i of the ratios still goes with value i of the methods).
 _METHOD_OF_SYNTAX = {
@@ -221,6 +230,8 @@ def build_dataset(
         data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
         ds.PixelData = data + b"\x00" * (len(data) % 2)
         ds["PixelData"].VR = "OW" if arr.dtype.itemsize == 2 else "OB"
+    elif ts == pydicom.uid.HTJ2KLossless:  # pydicom has no HTJ2K encoder: OpenJPH through imagecodecs
+        _encapsulate_htj2k(ds, arr)
     else:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # compress() starts from native data
         try:
@@ -228,6 +239,29 @@ def build_dataset(
         except Exception as e:
             raise DicomWriteError(f"encoding as {ts.name} failed: {type(e).__name__}: {e}") from e
     return ds
+
+
+def _encapsulate_htj2k(ds: Dataset, arr: np.ndarray) -> None:
+    """Each frame as a reversible (lossless) HTJ2K codestream, checked to decode to the same values."""
+    import imagecodecs
+    from pydicom.encaps import encapsulate
+
+    frames = []
+    for n, frame in enumerate(arr):
+        try:
+            code = imagecodecs.htj2k_encode(np.ascontiguousarray(frame), reversible=True)
+            exact = np.array_equal(imagecodecs.htj2k_decode(code), frame)
+        except Exception as e:
+            raise DicomWriteError(f"encoding frame {n} as HTJ2K failed: {type(e).__name__}: {e}") from e
+        if not exact:
+            raise DicomWriteError(f"HTJ2K frame {n} does not decode to the values it coded")
+        frames.append(code)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.HTJ2KLossless
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if ds.get("PhotometricInterpretation") is None:
+        ds.PhotometricInterpretation = "MONOCHROME2"
 
 
 def write_instance(
@@ -242,8 +276,8 @@ def write_instance(
 
     `out` is a file path, or an existing folder in which the name comes from the SOP Instance UID written
     (a new one when lossy), made safe by safe_filename. Returns the path written (atomically).
-    `transfer_syntax`: Explicit VR Little Endian (default), Implicit VR Little Endian, or the lossless
-    RLE / JPEG-LS / JPEG 2000 syntaxes through pydicom's encoders.
+    `transfer_syntax`: Explicit VR Little Endian (default), Implicit VR Little Endian, the lossless
+    RLE / JPEG-LS / JPEG 2000 syntaxes through pydicom's encoders, or HTJ2K lossless through imagecodecs.
     """
     ds = build_dataset(header, frames, lossy=lossy, transfer_syntax=transfer_syntax)
     out = Path(out)
@@ -258,12 +292,17 @@ def write_instance(
 
 def write_verbatim(raw: bytes, out: Path | str) -> Path:
     """Write a verbatim object's bytes unchanged. `out` is a file path, or an existing folder in which the name
-    comes from the object's SOP Instance UID (made safe). Returns the path written (atomically)."""
+    comes from the object's SOP Instance UID (made safe; a second, different object under the same UID gets the
+    name with a hash of its bytes, so neither is overwritten). Returns the path written (atomically)."""
     out = Path(out)
     if out.is_dir():
         try:
             uid = str(pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True, force=True).get("SOPInstanceUID", ""))
         except Exception:
             uid = ""
-        out = instance_path(out, uid or hashlib.sha256(raw).hexdigest()[:32])
+        digest = hashlib.sha256(raw).hexdigest()
+        path = instance_path(out, uid or digest[:32])
+        if path.exists() and path.read_bytes() != raw:
+            path = instance_path(out, f"{uid}-{digest[:16]}")
+        out = path
     return atomic_write(out, raw)

@@ -15,14 +15,14 @@ from dicom_io import Study
 from flows import artifacts
 from flows.chunks import chunks_of
 from flows.encoding import encode_chunk, reencode_frames
-from flows.ingest import hash_inputs, ingest
+from flows.ingest import Ingested, beside, claim_key, hash_inputs, ingest, policy_of
 from flows.measuring import verify_frames
-from flows.outcomes import ArchiveOutcome, failed_outcome
+from flows.outcomes import ArchiveOutcome, failed_outcome, unplaced_outcome
 from flows.runners import task_runner_for
 from flows.window import bounded_map
 from quality.auto import Auto
 from quality.escalation import next_mode
-from quality.metrics import METRICS
+from quality.metrics import METRICS, PSNR_DEFINITION
 from quality.records import FrameId, FrameQuality
 from quality.summaries import study_summary
 
@@ -41,7 +41,9 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode | Auto, c
     keys: dict[str, tuple[int, int]] = {}
     series_index: dict[str, int] = {}
     chunks = chunks_of(study)
-    with ArchiveWriter(path, study_uid=study.study_instance_uid, codec="", mode=str(mode),
+    from codec.api import codec_identity
+
+    with ArchiveWriter(path, study_uid=study.study_instance_uid, codec=codec_identity(), mode=str(mode),
                        content_hash=content_hash, meta=meta) as writer:
         for series in study.series:
             series_index[series.series_instance_uid] = writer.add_series(series.series_instance_uid, series.modality)
@@ -133,48 +135,88 @@ def summarize(rows: list[FrameQuality], study: Study) -> dict:
 
 def _quarantine_reasons(rows: list[FrameQuality]) -> list[str]:
     return [f"series {q.series_uid} SOP {q.sop_uid} frame {q.frame} ({q.mode}): " + "; ".join(q.reasons)
-            for q in rows if not q.passed]
+            + (f" (after {'; '.join(q.history)})" if q.history else "") for q in rows if not q.passed]
+
+
+MAX_LOGGED = 10  # slices named one by one in a log line; the rest are counted
+
+
+def _log_escalations(logger, uid: str, failing: list[FrameQuality], changed: dict[FrameId, Mode]) -> None:
+    """One line per escalated slice (the first MAX_LOGGED): its figures against the gate and the new mode."""
+    named = [q for q in failing if q.key in changed]
+    for q in named[:MAX_LOGGED]:
+        logger.info("study %s: SOP %s frame %d failed its gate at %s (%s); re-encoded at %s", uid, q.sop_uid,
+                    q.frame, q.mode, "; ".join(q.reasons), changed[q.key])
+    if len(named) > MAX_LOGGED:
+        logger.info("study %s: %d more slice(s) failed their gate and were re-encoded at a stricter mode "
+                    "(every figure is in the quality table and the audit)", uid, len(named) - MAX_LOGGED)
 
 
 # ---- the flow -------------------------------------------------------------------------------------------------
+
+def _held_outcome(got: Ingested, asked) -> ArchiveOutcome:
+    reasons = [f"held back, waiting for {h['file']}: {h['reason']}" for h in got.held]
+    return ArchiveOutcome(got.study.study_instance_uid, "pending", None, mode_asked=str(asked), reasons=reasons,
+                          held=got.held, kept_as_received=got.kept, input_errors=got.input_errors)
+
+
+def _existing_outcome(rec, got: Ingested, key: str) -> ArchiveOutcome:
+    status = "already-archived" if rec.status in ("released", "quarantined") else "in-progress"
+    return ArchiveOutcome(rec.study_uid, status, rec.path, rec.version, rec.id, key, rec.mode or "",
+                          modes_used=dict(rec.modes_used or {}), frames=rec.n_frames or 0,
+                          verbatim=rec.n_verbatim or 0, ratio=rec.ratio, min_psnr=rec.min_psnr,
+                          min_ssim=rec.min_ssim, max_error=rec.max_error,
+                          reasons=[f"archived before as version {rec.version} ({rec.status}) with the same inputs "
+                                   "and policy", *rec.reasons],
+                          kept_as_received=got.kept, input_errors=got.input_errors)
+
 
 @flow(name="archive-study")
 def archive_study_flow(paths: list[str], config: Config, study_uid: str | None = None,
                        retry_quarantined: bool = False) -> ArchiveOutcome:
     """Archive the one study in `paths` at the config's codec mode (a Mode, parsed when the config was loaded)."""
     from archive import Catalog, atomic_move, file_sha256, safe_archive_name, verify_archive
+    from archive.catalog_inputs import InputLedger
 
     logger = get_run_logger()
     asked = config.codec.mode
 
-    # ingest
-    study = ingest(paths, study_uid)
+    # ingest: the whole study or nothing
+    got = ingest(paths, study_uid, config.schedule.settle_seconds)
+    study = got.study
     uid = study.study_instance_uid
-    content_hash = hash_inputs(study)
-    input_errors = [str(e) for e in study.errors]
     catalog = Catalog.from_config(config)
-    claim = catalog.claim(uid, content_hash, mode=str(asked), retry_quarantined=retry_quarantined)
+    ledger = InputLedger(catalog)
+    if got.held:
+        ledger.hold(uid, got.held)
+        outcome = _held_outcome(got, asked)
+        logger.warning("study %s held back (pending): %d input(s) cannot be read now: %s", uid, len(got.held),
+                       "; ".join(f"{h['file']}: {h['reason']}" for h in got.held[:MAX_LOGGED]))
+        artifacts.study_artifacts(outcome)
+        return outcome
+    inputs_hash = hash_inputs(study)
+    policy = policy_of(config, study)
+    key = claim_key(inputs_hash, policy)
+    claim = catalog.claim(uid, key, mode=str(asked), retry_quarantined=retry_quarantined)
+    ledger.release_hold(uid)
     if not claim.claimed:
         rec = claim.record
-        status = "already-archived" if rec.status in ("released", "quarantined") else "in-progress"
-        logger.info("study %s: same content already in the catalog (archive %s, %s) - not archived again",
+        logger.info("study %s: same inputs and policy already in the catalog (archive %s, %s) - not archived again",
                     uid, rec.id, rec.status)
-        return ArchiveOutcome(uid, status, rec.path, rec.version, rec.id, content_hash, rec.mode or "",
-                              frames=rec.n_frames or 0, verbatim=rec.n_verbatim or 0, ratio=rec.ratio,
-                              min_psnr=rec.min_psnr, min_ssim=rec.min_ssim, max_error=rec.max_error,
-                              reasons=list(rec.reasons), input_errors=input_errors)
+        return _existing_outcome(rec, got, key)
     rec = claim.record
     name = safe_archive_name(uid, rec.version)
     work = config.paths.work / name
     work.unlink(missing_ok=True)  # a leftover of a crashed run of this very claim
     meta = {"requested_mode": str(asked), "escalate_to": str(config.codec.escalate_to), "catalog_id": rec.id,
-            "version": rec.version, "gates": {k: g.model_dump() for k, g in config.gates.items()}}
-    outcome = ArchiveOutcome(uid, "quarantined", None, rec.version, rec.id, content_hash, str(asked),
-                             frames=sum(i.number_of_frames for i in study.instances),
-                             verbatim=len(study.verbatim), input_errors=input_errors)
+            "version": rec.version, "gates": {k: g.model_dump() for k, g in config.gates.items()},
+            "inputs_hash": inputs_hash, "policy": policy, "psnr_definition": PSNR_DEFINITION}
+    outcome = ArchiveOutcome(uid, "failed", None, rec.version, rec.id, key, str(asked),
+                             frames=sum(i.number_of_frames for i in study.instances), verbatim=len(study.verbatim),
+                             kept_as_received=got.kept, input_errors=got.input_errors)
     try:
         # tile + compress + archive (into work/)
-        keys = write_archive(work, study, config, asked, content_hash, meta)
+        keys = write_archive(work, study, config, asked, key, meta)
         # verify from the file, escalate what fails, verify the re-encoded frames again
         rows = {q.key: q for q in verify_archive_quality(work, study, config)}
         while True:
@@ -184,23 +226,19 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
             changed = escalate(work, study, config, failing, keys)
             if not changed:
                 break
-            logger.info("study %s: %d slice(s) failed their gate; re-encoded at a stricter mode", uid, len(changed))
+            _log_escalations(logger, uid, failing, changed)
             for q in verify_archive_quality(work, study, config, only=set(changed)):
-                q.escalations = rows[q.key].escalations + [rows[q.key].mode]
-                rows[q.key] = q
+                rows[q.key] = q.after(rows[q.key])
         ordered = list(rows.values())
         from archive import set_quality
 
         set_quality(work, quality_rows(ordered, keys))
         verify_archive(work)  # every header, payload and verbatim checksum of the final file
-    except Exception as exc:  # nothing half-done may look released: record why and quarantine the claim
-        logger.error("study %s: archiving failed: %s", uid, exc)
+    except Exception as exc:  # nothing half-done may look released, and nothing may block the next attempt
+        logger.error("study %s: archiving failed: %s: %s", uid, type(exc).__name__, exc)
         outcome.reasons = [f"archiving failed: {type(exc).__name__}: {exc}"]
-        if work.exists():
-            target = atomic_move(work, config.paths.quarantine, name=name, overwrite=True)
-            outcome.archive = str(target)
-            _write_reasons(target, outcome.reasons)
-        catalog.set_status(rec.id, "quarantined", outcome.reasons, path=outcome.archive)
+        work.unlink(missing_ok=True)
+        catalog.release_claim(rec.id, outcome.reasons)  # the next run takes the claim over
         artifacts.study_artifacts(outcome)
         raise
 
@@ -210,6 +248,7 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
     outcome.ratio = summary["ratio"]
     for metric in METRICS.values():
         setattr(outcome, metric.worst_key, summary[metric.worst_key])
+    outcome.max_error_hu = max((q.max_error_hu for q in ordered if q.max_error_hu is not None), default=None)
     outcome.series = summary["series"]
     outcome.frame_quality = [q.as_dict() for q in ordered]
     reasons = _quarantine_reasons(ordered)
@@ -219,13 +258,16 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
     # this run's archive replaces it, and never leaves it in released/ when this one is quarantined
     redo = claim.why == "taken-over"
     final = atomic_move(work, destination, name=name, overwrite=bool(reasons) or redo)
-    if redo and reasons:
-        (config.paths.released / name).unlink(missing_ok=True)
+    if redo:
+        stale = config.paths.released if reasons else config.paths.quarantine
+        (stale / name).unlink(missing_ok=True)
+        (stale / name).with_suffix(".reasons.json").unlink(missing_ok=True)
     outcome.archive = str(final)
     catalog.record_summary(rec.id, {
         **summary, "path": str(final), "n_series": len(study.series), "n_instances": len(study.instances),
         "n_frames": len(ordered), "n_verbatim": len(study.verbatim), "mode": str(asked),
         "codec": ", ".join(sorted({q.codec for q in ordered})), "file_sha256": file_sha256(final),
+        "inputs_hash": inputs_hash, "kept_as_received": [f"{k['file']}: {k['reason']}" for k in got.kept],
     })
     if reasons:
         _write_reasons(final, reasons)
@@ -235,7 +277,9 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
     else:
         outcome.status = "released"
         catalog.set_status(rec.id, "released", path=final)
-        logger.info("study %s released: %s (ratio %.2f)", uid, final, outcome.ratio or math.nan)
+        logger.info("study %s released: %s (ratio %.2f; stored %s)", uid, final, outcome.ratio or math.nan,
+                    ", ".join(f"{m} ×{n}" for m, n in outcome.modes_used.items()) or "verbatim only")
+    ledger.mark_archived(rec.id, uid, got.states)
     artifacts.study_artifacts(outcome)
     return outcome
 
@@ -258,22 +302,22 @@ def archive_study(paths: Iterable[str | Path], config: Config, mode: Mode | None
 
 
 def archive_paths(paths: Iterable[str | Path], config: Config, mode: Mode | None = None) -> list[dict]:
-    """`medzip archive PATH…`: archive every study found under `paths`, one after the other."""
+    """`medzip archive PATH…`: archive every study found under `paths`, one after the other. An input of no known
+    study is considered by each study with files in its folder (an unreadable one holds them back)."""
     from dicom_io import read_studies
 
     found = read_studies([Path(p) for p in paths])
-    outcomes = []
+    outcomes, considered = [], set()
     for study in found.studies:
-        files = [str(o.path) for o in (*study.instances, *study.verbatim)]
-        if not files:
-            outcomes.append({"study_uid": study.study_instance_uid, "status": "unreadable", "archive": None,
-                             "input_errors": [str(e) for e in study.errors]})
-            continue
-        files += [str(e.path) for e in study.errors]  # read again in ingest, so the outcome names them
+        files = [o.path for o in (*study.instances, *study.verbatim)] + [e.path for e in study.errors]
+        near = beside(found.errors, files)
+        considered |= set(near)
         try:
-            outcomes.append(archive_study(files, config, mode, study_uid=study.study_instance_uid).as_dict())
+            outcomes.append(archive_study([str(f) for f in files + near], config, mode,
+                                          study_uid=study.study_instance_uid).as_dict())
         except Exception as exc:  # one study that cannot be archived must not stop the others
             outcomes.append(failed_outcome(study.study_instance_uid, exc))
     for err in found.errors:
-        outcomes.append({"study_uid": None, "status": "unreadable", "archive": None, "input_errors": [str(err)]})
+        if err.path not in considered:
+            outcomes.append(unplaced_outcome(err, config.schedule.settle_seconds))
     return outcomes

@@ -36,8 +36,8 @@ def study_artifacts(outcome) -> None:
         f"| archive | `{outcome.archive}` |",
         f"| version | {outcome.version} |",
         f"| catalog id | {outcome.catalog_id} |",
-        f"| mode asked | `{outcome.mode}` |",
-        f"| modes used | {', '.join(f'`{m}` × {n}' for m, n in outcome.modes_used.items())} |",
+        f"| mode asked | `{outcome.mode_asked}` |",
+        f"| modes stored (frames) | {', '.join(f'`{m}` × {n}' for m, n in outcome.modes_used.items()) or 'none'} |",
         f"| frames / verbatim objects | {outcome.frames} / {outcome.verbatim} |",
         f"| escalated frames | {outcome.escalated} |",
         f"| ratio | {fmt(outcome.ratio)} |",
@@ -45,9 +45,18 @@ def study_artifacts(outcome) -> None:
         + " / ".join(fmt(getattr(outcome, m.worst_key)) for m in METRICS.values()) + " |",
     ]
     if outcome.reasons:
-        lines += ["", "## Reasons for quarantine", ""] + [f"- {r}" for r in outcome.reasons[:50]]
-    if outcome.input_errors:
-        lines += ["", "## Input files not archived", ""] + [f"- {e}" for e in outcome.input_errors[:50]]
+        lines += ["", f"## Why {outcome.status}", ""] + [f"- {r}" for r in outcome.reasons[:50]]
+    escalated = [q for q in outcome.frame_quality if q.get("history")]
+    if escalated:
+        lines += ["", "## Escalated slices (earlier modes and why they failed)", ""]
+        lines += [f"- SOP `{q['sop_uid']}` frame {q['frame']}: {' → '.join(q['history'])} → stored `{q['mode']}`"
+                  for q in escalated[:50]]
+    if outcome.held:
+        lines += ["", "## Inputs that cannot be read now (the study waits for them)", ""]
+        lines += [f"- `{h['file']}`: {h['reason']}" for h in outcome.held[:50]]
+    if outcome.kept_as_received:
+        lines += ["", "## Inputs kept as received (verbatim, not re-coded, no gate applied)", ""]
+        lines += [f"- `{k['file']}`: {k['reason']}" for k in outcome.kept_as_received[:50]]
     create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("archive", outcome.study_uid),
                              description=f"Archive of study {outcome.study_uid}")
 

@@ -113,7 +113,8 @@ def summary_of(archives: list[dict], frames: list[dict]) -> dict:
     }
 
 
-def render(archives: list[dict], frames: list[dict], summary: dict, problems: list[str], filters: dict) -> str:
+def render(archives: list[dict], frames: list[dict], summary: dict, problems: list[str], filters: dict,
+           images: bool = True) -> str:
     sections = [("Summary", R.table(["measure", "value"], [[k, v] for k, v in summary.items()], "summary")
                  + (R.table(["filter", "value"], [[k, v] for k, v in filters.items()], "filters")))]
     sections.append(("Archives", R.table(
@@ -128,8 +129,14 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
         sections.append(("PSNR and SSIM per slice", R.plot_section(R.slice_chart(frames), "per-slice PSNR and SSIM")))
         sections.append(("Compression ratio distribution", R.plot_section(R.ratio_chart(frames), "ratio distribution")))
     worst_rows = worst(frames)
-    sections.append(("Worst slices", "".join(_thumbnails(f) for f in worst_rows)
-                     or "<p>Every archived slice is bit-exact: no difference to show.</p>"))
+    if images:
+        sections.append(("Worst slices", "".join(_thumbnails(f) for f in worst_rows)
+                         or "<p>Every archived slice is bit-exact: no difference to show.</p>"))
+    else:
+        sections.append(("Worst slices", R.table(
+            ["study", "series", "SOP instance", "frame", "mode", "PSNR", "SSIM", "max error"],
+            [[f["study_uid"], f["series_uid"], f["sop_uid"], f["frame"], f["mode"], f["psnr"], f["ssim"],
+              f["max_error"]] for f in worst_rows], "worst") + "<p>Thumbnails left out (--no-images).</p>"))
     flagged = [f for f in frames if f["escalations"] or not f["gate_passed"]]
     sections.append(("Gate failures and escalations", R.table(
         ["study", "series", "SOP instance", "frame", "modes tried", "final mode", "PSNR", "SSIM", "max error",
@@ -163,29 +170,38 @@ def _markdown(summary: dict, archives: list[dict], html_path: Path) -> str:
     return "\n".join(lines)
 
 
-@flow(name="audit-quality")
-def audit_quality_flow(config: Config, since: str | None = None, until: str | None = None,
-                       modality: str | None = None, status: str | None = None) -> dict:
-    logger = get_run_logger()
-    archives, frames, problems = collect(config, since, until, modality, status)
+def _audit(config: Config, since: str | None, until: str | None, modality: str | None, status: str | None,
+           images: bool, logger=None) -> dict:
+    archives, frames, problems = collect.fn(config, since, until, modality, status)
     summary = summary_of(archives, frames)
     filters = {"since": since, "until": until, "modality": modality, "status": status}
     reports = config.paths.reports
     reports.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    html_path = atomic_write(reports / f"audit-{stamp}.html", render(archives, frames, summary, problems, filters))
+    html_path = atomic_write(reports / f"audit-{stamp}.html",
+                             render(archives, frames, summary, problems, filters, images=images))
     data = {"generated_utc": stamp, "filters": filters, "summary": summary, "archives": archives,
             "worst_slices": worst(frames), "failures_and_escalations":
                 [f for f in frames if f["escalations"] or not f["gate_passed"]], "frames": frames,
             "problems": problems}
     json_path = atomic_write(reports / f"audit-{stamp}.json", json.dumps(jsonable(data), indent=1))
     artifacts.markdown("quality-audit", _markdown(summary, archives, html_path), "medzip quality audit")
-    logger.info("audit of %d archives (%d slices): %s", len(archives), len(frames), html_path)
+    if logger is not None:
+        logger.info("audit of %d archives (%d slices): %s", len(archives), len(frames), html_path)
     return {"html": str(html_path), "json": str(json_path), "summary": summary, "archives": archives,
             "problems": problems}
 
 
+@flow(name="audit-quality")
+def audit_quality_flow(config: Config, since: str | None = None, until: str | None = None,
+                       modality: str | None = None, status: str | None = None, images: bool = True) -> dict:
+    """The audit as a Prefect flow (for deployments); `audit_quality` runs the same without Prefect."""
+    return _audit(config, since, until, modality, status, images, get_run_logger())
+
+
 def audit_quality(config: Config, since: str | None = None, until: str | None = None, modality: str | None = None,
-                  status: str | None = None) -> dict:
-    """`medzip audit`: write the JSON and HTML reports; return their paths, the summary and one row per archive."""
-    return audit_quality_flow(config, since, until, modality, status)
+                  status: str | None = None, images: bool = True) -> dict:
+    """`medzip audit`: write the JSON and HTML reports; return their paths, the summary and one row per archive.
+    It only reads the catalog and the archives, so it runs without Prefect (no server is started). `images`:
+    thumbnails of the worst slices (patient images) in the HTML page."""
+    return _audit(config, since, until, modality, status, images)

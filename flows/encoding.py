@@ -49,8 +49,7 @@ def _encode_group(frames: list[np.ndarray], mode: Mode, inst: Instance) -> list[
 def _frame_modes(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[Mode]:
     if isinstance(policy, Mode):
         return [policy] * len(frames)
-    peak = metrics.max_value(inst.pixel.bits_stored)
-    return [auto.first_mode(f, gate, peak) for f in frames]
+    return [auto.first_mode(f, gate, metrics.psnr_peak(f)) for f in frames]
 
 
 def _encode_frames(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[tuple[Mode, bytes]]:

@@ -1,8 +1,9 @@
 """The scheduled inbox flow: archive every study whose files have stopped arriving.
 
-A study is settled when none of its files changed for `schedule.settle_seconds` and no unreadable file (possibly a
-file still being written, whose study cannot be told yet) is younger than that. Inputs are never moved or deleted;
-rescanning a study that was archived already is a no-op (archive_study is idempotent on the content hash).
+A study is settled when none of its files changed for `schedule.settle_seconds` and no file of unknown study (possibly
+a file still being written, whose study cannot be told yet) is younger than that. Inputs are never moved or deleted;
+the catalog records each archived input by path, size and modification time, so a scan reads only files that are
+new or changed since (a changed file brings its study's archived files back in: the study becomes a new version).
 """
 
 import time
@@ -13,7 +14,8 @@ from prefect import flow, get_run_logger, task
 
 from configs import Config
 from flows.archive_flow import archive_study
-from flows.outcomes import failed_outcome
+from flows.ingest import beside
+from flows.outcomes import failed_outcome, unplaced_outcome
 from flows.window import bounded_map
 
 
@@ -31,40 +33,60 @@ def _mtime(path: Path) -> float:
         return time.time()  # vanished or unreadable right now: treat as still changing
 
 
-def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None,
-               unreadable: list[str] | None = None) -> tuple[list[InboxStudy], list[str]]:
-    """(settled studies, UIDs of studies still arriving) in `inbox`. Settled files that belong to no archivable
-    study (not DICOM, no StudyInstanceUID, a study of unreadable files only) have their errors added to
-    `unreadable`, so the flow reports them instead of passing over them in silence."""
-    from dicom_io.studies import read_studies
+def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None, unplaced: list | None = None,
+               archived: dict[str, tuple[int, int, str]] | None = None) -> tuple[list[InboxStudy], list[str]]:
+    """(settled studies, UIDs of studies still arriving) in `inbox`. Files recorded in `archived` (InputLedger's
+    {path: (size, mtime_ns, study)}) with the same size and modification time are not read again. Settled files of
+    no known study that lie beside no settled study's files have their errors added to `unplaced`, so the flow
+    reports them instead of passing over them in silence."""
+    from archive.catalog_inputs import FileState
+    from dicom_io.studies import iter_files, read_studies
 
     if not inbox.is_dir():
         return [], []
     now = time.time() if now is None else now
-    found = read_studies([inbox])
+    archived = archived or {}
+    fresh: list[Path] = []
+    done_by_study: dict[str, list[Path]] = {}
+    for f in iter_files([inbox]):
+        state = FileState.of(f)
+        rec = archived.get(state.path) if state is not None else None
+        if rec is not None and (rec[0], rec[1]) == (state.size, state.mtime_ns):
+            done_by_study.setdefault(rec[2], []).append(f)  # archived as it is now: not read again
+        else:
+            fresh.append(f)
+    found = read_studies(fresh)
     in_flight = any(now - _mtime(e.path) < settle_seconds for e in found.errors)
-    if unreadable is not None and not in_flight:
-        unreadable += [str(e) for e in found.errors]
+    placed: set[Path] = set()
     settled, waiting = [], []
     for study in found.studies:
-        files = sorted({i.path for i in study.instances} | {v.path for v in study.verbatim}
-                       | {e.path for e in study.errors})
+        own = {i.path for i in study.instances} | {v.path for v in study.verbatim} | {e.path for e in study.errors}
+        near = set(beside(found.errors, sorted(own)))
+        placed |= near
+        files = sorted(own | near | set(done_by_study.get(study.study_instance_uid, [])))
         newest = max((_mtime(f) for f in files), default=now)
         if in_flight or now - newest < settle_seconds:
             waiting.append(study.study_instance_uid)
-        elif study.instances or study.verbatim:
+        else:
             settled.append(InboxStudy(study.study_instance_uid, files, newest))
-        elif unreadable is not None:
-            unreadable += [str(e) for e in study.errors]
+    if unplaced is not None and not in_flight:
+        unplaced += [e for e in found.errors if e.path not in placed]
     return settled, waiting
 
 
 @task(name="scan-inbox")
-def find_settled_studies(config: Config) -> tuple[list[InboxStudy], list[str], list[str]]:
-    """(settled studies, UIDs still arriving, errors of settled files that belong to no archivable study)."""
-    unreadable: list[str] = []
-    settled, waiting = scan_inbox(config.paths.inbox, config.schedule.settle_seconds, unreadable=unreadable)
-    return settled, waiting, unreadable
+def find_settled_studies(config: Config) -> tuple[list[InboxStudy], list[str], list]:
+    """(settled studies, UIDs still arriving, errors of settled files that belong to no study and lie beside none)."""
+    archived = {}
+    if config.paths.catalog.exists():
+        from archive import Catalog
+        from archive.catalog_inputs import InputLedger
+
+        archived = InputLedger(Catalog.from_config(config)).archived()
+    unplaced: list = []
+    settled, waiting = scan_inbox(config.paths.inbox, config.schedule.settle_seconds, unplaced=unplaced,
+                                  archived=archived)
+    return settled, waiting, unplaced
 
 
 @task(name="archive-inbox-study")
@@ -79,7 +101,7 @@ def archive_inbox_study(study: InboxStudy, config: Config) -> dict:
 def archive_inbox(config: Config) -> list[dict]:
     """Scan the inbox; archive each settled study, at most schedule.max_concurrent_studies at a time."""
     logger = get_run_logger()
-    settled, waiting, unreadable = find_settled_studies(config)
+    settled, waiting, unplaced = find_settled_studies(config)
     if waiting:
         logger.info("%d studies still arriving (settle time %ss): %s", len(waiting), config.schedule.settle_seconds,
                     ", ".join(waiting))
@@ -87,8 +109,10 @@ def archive_inbox(config: Config) -> list[dict]:
     inputs = ({"study": s, "config": config} for s in settled)
     outcomes = list(bounded_map(archive_inbox_study, inputs, config.schedule.max_concurrent_studies))
     for o in outcomes:
-        logger.info("study %s: %s -> %s", o["study_uid"], o["status"], o.get("archive"))
-    for err in unreadable:  # left in the inbox (inputs are never deleted) and reported on every scan
-        logger.warning("unreadable, not archived: %s", err)
-        outcomes.append({"study_uid": None, "status": "unreadable", "archive": None, "input_errors": [err]})
+        logger.info("study %s: %s -> %s%s", o["study_uid"], o["status"], o.get("archive"),
+                    "".join(f"; {r}" for r in (o.get("reasons") or [])[:3]))
+    for err in unplaced:  # left in the inbox (inputs are never deleted) and reported on every scan
+        outcome = unplaced_outcome(err, config.schedule.settle_seconds)
+        logger.warning("%s: %s", outcome["status"], outcome["reasons"][0])
+        outcomes.append(outcome)
     return outcomes

@@ -194,9 +194,12 @@ def verify_archives_flow(paths: list[str], config: Config) -> list[dict]:
 
 def verify_archives(archives: Iterable[Path] | None, config: Config) -> list[dict]:
     """`medzip verify`: the given archive files, or (None) every released archive (released/ and the catalog).
-    One dict per archive: {"archive", "ok", "problems", "frames", "verbatim"}."""
+    One dict per archive: {"archive", "ok", "problems", "frames", "verbatim"}. One archive is checked right here,
+    without Prefect (nothing to orchestrate, no server to start); several run as the verify flow."""
     paths = [Path(p) for p in archives] if archives is not None else released_archives(config, _catalog(config))
     if not paths:
         return []
+    if len(paths) == 1:
+        return [verify_one.fn(str(paths[0]), config)]
     flow_ = verify_archives_flow.with_options(task_runner=task_runner_for(config))
     return flow_([str(p) for p in paths], config)

@@ -13,9 +13,24 @@ from typing import Any
 import numpy as np
 
 
+# What the PSNR of gates, quality tables and the audit means (docs/design.md, "PSNR"); archives record it, and an
+# archive without it was measured with FULL_SCALE_PSNR.
+PSNR_DEFINITION = "peak = original slice max - min (at least 1)"
+FULL_SCALE_PSNR = "peak = 2**BitsStored - 1"
+
+
 def max_value(bits_stored: int) -> int:
-    """MAX in the PSNR definition: 2**BitsStored - 1."""
+    """2**BitsStored - 1: the peak of the literature's full-scale PSNR (psnr_full_scale), not of the gates'."""
     return (1 << int(bits_stored)) - 1
+
+
+def psnr_peak(original: np.ndarray) -> float:
+    """The gates' PSNR peak: the original slice's max - min stored value, at least 1. It does not depend on the
+    container: 12-bit CT in 16-bit words and in 12 bits get the same figure."""
+    original = np.asarray(original)
+    if original.size == 0:
+        return 1.0
+    return float(max(1, int(original.max()) - int(original.min())))
 
 
 def mse(original: np.ndarray, decoded: np.ndarray) -> float:
@@ -23,12 +38,19 @@ def mse(original: np.ndarray, decoded: np.ndarray) -> float:
     return float(np.mean(diff * diff))
 
 
-def psnr(original: np.ndarray, decoded: np.ndarray, bits_stored: int) -> float:
-    """10*log10(MAX^2 / MSE) over the slice; +inf when the decode is exact."""
-    err = mse(original, decoded)
-    if err == 0.0:
-        return math.inf
-    return 10.0 * math.log10(max_value(bits_stored) ** 2 / err)
+def _psnr(peak: float, err: float) -> float:
+    return math.inf if err == 0.0 else 10.0 * math.log10(peak * peak / err)
+
+
+def psnr(original: np.ndarray, decoded: np.ndarray, bits_stored: int | None = None) -> float:
+    """10*log10(R^2 / MSE) with R = psnr_peak(original); +inf when the decode is exact. `bits_stored` is not used
+    (kept so every metric takes the same arguments)."""
+    return _psnr(psnr_peak(original), mse(original, decoded))
+
+
+def psnr_full_scale(original: np.ndarray, decoded: np.ndarray, bits_stored: int) -> float:
+    """The literature's variant, peak 2**BitsStored - 1 (FULL_SCALE_PSNR): for benchmarks, labelled as such."""
+    return _psnr(max_value(bits_stored), mse(original, decoded))
 
 
 def ssim(original: np.ndarray, decoded: np.ndarray) -> float:

@@ -27,6 +27,7 @@ class FrameQuality:
     integrity: list[str] = field(default_factory=list)  # checksum, bound or decode problems: never escalated away
     escalations: list[Mode] = field(default_factory=list)  # modes tried before this one
     max_error_hu: float | None = None
+    history: list[str] = field(default_factory=list)  # why each earlier mode failed: "lossy:2: PSNR 41.20 dB < 50.0"
 
     @property
     def key(self) -> FrameId:
@@ -41,6 +42,16 @@ class FrameQuality:
         """Every reason this frame fails: its gate's, then its integrity problems."""
         return self.gate_reasons + self.integrity
 
+    def failed_attempt(self) -> str:
+        """This attempt's failure as a line of the frame's history: 'lossy:2: PSNR 41.20 dB < 50.0; SSIM …'."""
+        return f"{self.mode}: " + "; ".join(self.reasons)
+
+    def after(self, earlier: "FrameQuality") -> "FrameQuality":
+        """This measurement as the next attempt after `earlier` failed (its modes and reasons kept)."""
+        self.escalations = earlier.escalations + [earlier.mode]
+        self.history = earlier.history + [earlier.failed_attempt()]
+        return self
+
     def as_dict(self) -> dict:
         """Plain data (modes as their names), for outcomes and JSON."""
         d = asdict(self)
@@ -54,5 +65,6 @@ class FrameQuality:
                     modality=self.modality, mode=str(self.mode), codec=self.codec,
                     **{name: getattr(self, name) for name in METRICS},
                     payload_bytes=self.payload_bytes, original_bytes=self.original_bytes, ratio=self.ratio,
-                    gate_passed=self.passed, gate_reasons=tuple(self.reasons),
+                    # a passing frame's reasons are those of the modes it was escalated from (gate_passed tells)
+                    gate_passed=self.passed, gate_reasons=tuple(self.reasons + self.history),
                     attempts=len(self.escalations) + 1, escalations=tuple(str(m) for m in self.escalations))

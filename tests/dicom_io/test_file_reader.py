@@ -189,3 +189,36 @@ def test_huge_declared_dimensions_are_refused_before_decoding(tmp_path):
         dicom_io.read_file(ct_variant(tmp_path, "huge.dcm", Rows=65535, Columns=65535))
     with pytest.raises(PixelDataMismatchError):  # plausible size, but the pixel data cannot hold it
         dicom_io.read_file(ct_variant(tmp_path, "big.dcm", Rows=4096, Columns=4096))
+
+
+def _without_file_permissions_bypass() -> list[str]:
+    """A command prefix under which chmod 000 really makes a file unreadable: none for a normal user; for root,
+    setpriv without the capabilities that let root read any file. Skips when neither is possible."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: permissions cannot be withheld")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+def test_a_file_without_read_permission_is_unreadable_now_not_garbage(tmp_path):
+    import subprocess
+    import sys
+
+    src = file_named("CT_small.dcm")
+    target = tmp_path / "slice.dcm"
+    target.write_bytes(src.read_bytes())
+    target.chmod(0)
+    code = ("import pickle, sys\nfrom dicom_io import read_file\ntry:\n    read_file(sys.argv[1])\n"
+            "except Exception as e:\n    sys.stdout.buffer.write(pickle.dumps(e))\n")
+    out = subprocess.run([*_without_file_permissions_bypass(), sys.executable, "-c", code, str(target)],
+                         capture_output=True, check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    err = pickle.loads(out.stdout)
+    assert isinstance(err, dicom_io.UnreadableNowError) and err.transient
+    assert "Permission denied" in err.reason and err.path == target
+    target.chmod(0o600)
+    assert dicom_io.read_file(target).sop_instance_uid  # readable again: the same file reads as before

@@ -33,7 +33,8 @@ def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_cod
 
     from flows.archive_flow import archive_study
 
-    gate = Gate(psnr_min=60.0, max_error_max=2)  # lossy:0 gives ~54 dB on CT_small; near-lossless:2 > 90 dB
+    # PSNR with the slice's own range as peak: lossy:0 gives 20-28 dB on these slices, near-lossless:2 51-75 dB
+    gate = Gate(psnr_min=45.0, max_error_max=2)
     config = make_config(tmp_path, mode="lossy:0", gates={"default": gate})
     outcome = archive_study(small_ct_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20001"), config)
     assert outcome.status == "released", outcome.reasons
@@ -46,7 +47,7 @@ def test_lossy_failing_gate_escalates_to_near_lossless(prefect_server, lossy_cod
     assert escalated
     for q in escalated:
         assert q.escalations == ("lossy:0",) and q.mode == "near-lossless:2" and q.attempts == 2
-        assert q.max_error <= 2 and q.psnr >= 60.0
+        assert q.max_error <= 2 and q.psnr >= 45.0
         assert stored_modes[(q.sop_instance_uid, q.frame)] == "near-lossless:2"  # the payload really was replaced
     for q in quality:
         if not q.escalations:
@@ -160,4 +161,4 @@ def test_auto_stores_each_slice_at_the_largest_k_its_gate_admits(prefect_server,
     for q in quality:
         assert q.max_error <= 30 and q.ssim >= 0.99 and q.psnr >= 50.0
     assert sum(q.payload_bytes for q in quality) < 0.6 * lossless_bytes
-    assert str(AUTO) == auto_outcome.mode
+    assert str(AUTO) == auto_outcome.mode_asked

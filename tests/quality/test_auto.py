@@ -37,7 +37,7 @@ def test_predicted_ssim_falls_as_k_grows():
 def test_first_mode_passes_the_gate_it_was_chosen_for(prefix, psnr_min, ssim_min, max_error):
     frame, bits, signed = _real(prefix)
     gate = type("Gate", (), {"psnr_min": psnr_min, "ssim_min": ssim_min, "max_error_max": max_error})
-    mode = auto.first_mode(frame, gate, metrics.max_value(bits))
+    mode = auto.first_mode(frame, gate, metrics.psnr_peak(frame))
     assert not mode.is_lossless, "the gate leaves room: auto must not store this slice losslessly"
     decoded = api.decode(api.encode(frame, mode, bits, signed))
     assert metrics.max_error(frame, decoded) <= (max_error if max_error is not None else mode.level)
@@ -48,7 +48,7 @@ def test_first_mode_passes_the_gate_it_was_chosen_for(prefix, psnr_min, ssim_min
 def test_a_gate_without_room_gets_lossless():
     frame, bits, _ = _real("CT_small")
     gate = type("Gate", (), {"psnr_min": None, "ssim_min": None, "max_error_max": 0})
-    assert auto.first_mode(frame, gate, metrics.max_value(bits)) == Mode.lossless()
+    assert auto.first_mode(frame, gate, metrics.psnr_peak(frame)) == Mode.lossless()
 
 
 def test_ladder_halves_k_then_ends_at_lossless():

@@ -1,7 +1,8 @@
 """Compiled (numba) kernels of the raster residual layer: one wavefront at a time.
 
 The image is decoded in raster order, parallel along wavefronts t = 2i + j: every neighbour a pixel uses lies on an
-earlier wavefront (2·di + dj < 0), so each wavefront is one batch for the range coder. All arithmetic is int64 and
+earlier wavefront (2·di + dj < 0), so each wavefront is one batch for the range coder. A pixel's prediction mixes
+the fitted linear predictor with five fixed ones by their recent errors around it. All arithmetic is int64 and
 every probability comes from integer counts, so encoder and decoder compute the same tables on any machine.
 
 Decoded values live in a padded array P (PAD rows above, PAD columns on each side) so that neighbours need no bounds
@@ -25,6 +26,10 @@ MSB = 2  # bits below the leading one kept in a token; the rest are sent raw
 SCALE = 16  # weight of an observed token against the prior of 1
 PRIOR_MASS = 32  # the neighbouring contexts' prior weighs as much as this many observed tokens
 RAW_CHUNK = 16  # constriction's Uniform model takes sizes below 2**24: raw bits go 16 at a time
+N_SUB = 6  # sub-predictors mixed per pixel (predict)
+MIX_ONE = 1 << 20  # weight of a sub-predictor with no recent error
+LS_BONUS = 4  # the fitted predictor's weight counts this many times
+ERR_CAP = 1 << 20  # sub-predictor errors are capped so the weights' arithmetic stays far inside int64
 
 
 def n_tokens(max_bits: int) -> int:
@@ -99,8 +104,23 @@ def finish(t, P, rows, cols):
 
 
 @nb.njit(cache=True)
-def predict(t, P, E, rows, cols, step, weights, lo, hi, pred, ctx):
-    """Prediction and context of every pixel on wavefront t; returns how many there are."""
+def _mix(pi, pj, ES, sub):
+    """Weighted mean of the sub-predictions, each weighted by the inverse square of its recent error around the
+    pixel (the idea of JPEG XL's self-correcting predictor); the fitted predictor's weight counts LS_BONUS times."""
+    num = np.int64(0)
+    den = np.int64(0)
+    for s in range(N_SUB):
+        e = ES[s, pi, pj - 1] + ES[s, pi - 1, pj] + ES[s, pi - 1, pj - 1] + ES[s, pi - 1, pj + 1] \
+            + (ES[s, pi, pj - 2] + ES[s, pi - 2, pj]) // 2
+        w = (MIX_ONE // ((1 + e) * (1 + e)) + 1) * (LS_BONUS if s == 0 else 1)
+        num += w * sub[s]
+        den += w
+    return num // den
+
+
+@nb.njit(cache=True)
+def predict(t, P, E, ES, rows, cols, step, weights, lo, hi, pred, sub, ctx):
+    """Prediction and context of every pixel on wavefront t (its sub-predictions in `sub`); returns how many."""
     i0, i1 = bounds(t, rows, cols)
     n = 0
     for i in range(i0, i1 + 1):
@@ -108,14 +128,19 @@ def predict(t, P, E, rows, cols, step, weights, lo, hi, pred, ctx):
         acc = np.int64(1 << (SHIFT - 1))
         for m in range(N_NEIGHBOURS):
             acc += weights[m] * P[pi + OFFSETS[m, 0], pj + OFFSETS[m, 1]]
-        p = acc >> SHIFT
         w_, n_, nw_, ne_ = P[pi, pj - 1], P[pi - 1, pj], P[pi - 1, pj - 1], P[pi - 1, pj + 1]
+        sub[n, 0] = acc >> SHIFT  # the fitted linear predictor
+        sub[n, 1] = w_ + n_ - nw_  # plane
+        sub[n, 2] = n_ + ne_ - P[pi - 2, pj + 1]  # north, with the slope of the row above
+        sub[n, 3] = w_ + ne_ - n_  # west, with the slope towards north-east
+        sub[n, 4] = n_
+        sub[n, 5] = w_
         act = 2 * (E[pi, pj - 1] + E[pi - 1, pj]) + E[pi - 1, pj - 1] + E[pi - 1, pj + 1] + E[pi, pj - 2] \
             + E[pi - 2, pj] + (abs(w_ - nw_) + abs(n_ - nw_) + abs(n_ - ne_)) // step
         x = act + 1
         lg = _ilog2(x)
         half = 1 if (lg >= 1 and x >= (3 << (lg - 1))) else 0
-        pred[n] = min(max(p, lo), hi)
+        pred[n] = min(max(_mix(pi, pj, ES, sub[n]), lo), hi)
         ctx[n] = min(2 * lg + half, N_CTX - 1)
         n += 1
     return n
@@ -222,12 +247,17 @@ def unquantise(tokens, raw, n, q):
 
 
 @nb.njit(cache=True)
-def commit(t, P, E, rows, cols, step, lo, hi, q, pred, ctx, counts, dirty, tokens):
-    """Both sides, after wavefront t is coded: decoded values, |q| for the next contexts, token counts."""
+def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tokens):
+    """Both sides, after wavefront t is coded: decoded values, |q| for the next contexts, each sub-predictor's
+    error for the next mixes, token counts."""
     i0, i1 = bounds(t, rows, cols)
     for m in range(i1 - i0 + 1):
         i = i0 + m
-        P[i + PAD, t - 2 * i + PAD] = min(max(pred[m] + q[m] * step, lo), hi)
-        E[i + PAD, t - 2 * i + PAD] = abs(q[m])
+        pi, pj = i + PAD, t - 2 * i + PAD
+        d = min(max(pred[m] + q[m] * step, lo), hi)
+        P[pi, pj] = d
+        E[pi, pj] = abs(q[m])
+        for s in range(N_SUB):
+            ES[s, pi, pj] = min(abs(d - sub[m, s]), ERR_CAP)
         counts[ctx[m], tokens[m]] += 1
         dirty[ctx[m]] = True

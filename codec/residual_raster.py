@@ -1,16 +1,16 @@
-"""Residual layer, stream version 2: raster order with a per-image robust linear predictor, decoded by wavefronts.
+"""Residual layer, stream version 2: raster order with per-image and self-correcting prediction, by wavefronts.
 
-A pixel's prediction is an integer combination of 12 causal decoded neighbours (codec/raster_kernels.py) with
-weights that sum to exactly 2**SHIFT, fitted by the encoder (L1 by reweighted least squares on a sample) and sent
-in the stream; flat regions are thus predicted exactly at any level. The residual r = value - prediction is
-quantised with step 2k+1 as in version 1 (|value - decoded| <= k everywhere, k = 0 exact) and coded with
-constriction's range coder: a token per pixel from per-context adaptive integer counts (contexts: local activity in
-half octaves), the token's low bits raw. On CT and MR this needs 3-10 % fewer bytes than version 1 and runs in
-about a tenth of its encode time; version 1 streams (codec/residual.py) keep decoding.
+A pixel's prediction mixes an integer combination of 12 causal decoded neighbours (weights summing to exactly
+2**SHIFT, fitted by the encoder with L1 reweighted least squares on a sample and sent in the stream, so flat regions
+are predicted exactly) with five fixed predictors, each weighted by its recent errors around the pixel
+(codec/raster_kernels.py). The residual r = value - prediction is quantised with step 2k+1 as in version 1
+(|value - decoded| <= k everywhere, k = 0 exact) and coded with constriction's range coder: a token per pixel from
+per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 1
+streams (codec/residual.py) keep decoding.
 
 Stream: header (magic MZR2, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
-CRC-32 of the recon and of the decoded values, the weights), then the range coder's words. Residual-only: the reconstruction under it is flat (every pixel the
-base value), which is what payloads without latents carry.
+CRC-32 of the recon and of the decoded values), the fitted weights, then the range coder's words. The reconstruction
+under it is flat (every pixel the base value), which is what payloads without latents carry.
 """
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ class _Walk:
         self.top = top
         self.P = np.full((self.rows + K.PAD, self.cols + 2 * K.PAD), top, np.int64)
         self.E = np.zeros_like(self.P)
+        self.ES = np.zeros((K.N_SUB,) + self.P.shape, np.int64)
         alphabet = K.n_tokens(bits + 1)
         self.counts = np.zeros((K.N_CTX, alphabet), np.int64)
         self.table = np.zeros((K.N_CTX, alphabet), np.float64)
@@ -83,12 +84,23 @@ class _Walk:
         m = min(self.rows, (self.cols + 1) // 2) + 1
         self.pred, self.ctx, self.q, self.tok, self.nraw, self.raw = (np.zeros(m, np.int64) for _ in range(6))
         self.rows_buf = np.zeros((m, alphabet), np.float64)
+        self.sub = np.zeros((m, K.N_SUB), np.int64)
         self.sizes, self.bits = np.zeros(m, np.int32), np.zeros(m, np.int32)
         self.categorical = constriction.stream.model.Categorical(perfect=False)
         self.uniform = constriction.stream.model.Uniform()
 
     def wavefronts(self) -> range:
         return range(K.n_wavefronts(self.rows, self.cols))
+
+    def predict(self, t: int, weights: np.ndarray) -> int:
+        K.start(t, self.P, self.rows, self.top)
+        return K.predict(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, weights, self.lo, self.hi,
+                         self.pred, self.sub, self.ctx)
+
+    def commit(self, t: int) -> None:
+        K.commit(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, self.lo, self.hi, self.q, self.pred,
+                 self.sub, self.ctx, self.counts, self.dirty, self.tok)
+        K.finish(t, self.P, self.rows, self.cols)
 
     def probabilities(self, n: int) -> np.ndarray:
         K.probability_rows(self.counts, self.table, self.dirty, self.ctx, n, self.rows_buf)
@@ -118,14 +130,11 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     st = _Walk(v.shape, k, bits_stored, signed, top)
     enc = constriction.stream.queue.RangeEncoder()
     for t in st.wavefronts():
-        K.start(t, st.P, st.rows, top)
-        n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
+        n = st.predict(t, weights)
         most = K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
         enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
         st.encode_raw(enc, n, most)
-        K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts,
-                 st.dirty, st.tok)
-        K.finish(t, st.P, st.rows, st.cols)
+        st.commit(t)
     decoded = st.decoded()
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
@@ -159,14 +168,11 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
     try:
         for t in st.wavefronts():
-            K.start(t, st.P, st.rows, top)
-            n = K.predict(t, st.P, st.E, st.rows, st.cols, st.step, weights, st.lo, st.hi, st.pred, st.ctx)
+            n = st.predict(t, weights)
             st.tok[:n] = dec.decode(st.categorical, st.probabilities(n))
             st.decode_raw(dec, n, K.raw_sizes(st.tok, n, st.nraw))
             K.unquantise(st.tok, st.raw, n, st.q)
-            K.commit(t, st.P, st.E, st.rows, st.cols, st.step, st.lo, st.hi, st.q, st.pred, st.ctx, st.counts,
-                     st.dirty, st.tok)
-            K.finish(t, st.P, st.rows, st.cols)
+            st.commit(t)
     except Exception as exc:  # the range decoder tripping over corrupted data
         raise ResidualError(f"residual stream corrupted: {exc}") from None
     decoded = st.decoded().copy()

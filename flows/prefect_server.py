@@ -11,15 +11,15 @@ kernel when the process that started them dies, even by SIGKILL or a segmentatio
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-
-import httpx
 
 
 class PrefectServerError(RuntimeError):
@@ -54,26 +54,58 @@ class _ChildrenDieWithUs:
 
     @staticmethod
     def Popen(*args, **kwargs):  # noqa: N802 (the name Prefect calls)
-        if kwargs.get("preexec_fn") is None:
-            parent = os.getpid()
-            kwargs["preexec_fn"] = lambda: _die_with_parent(parent)
+        # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends: only the main thread lives as long
+        # as the process (Prefect starts its temporary server there; elsewhere the server is left as it was)
+        if kwargs.get("preexec_fn") is None and threading.current_thread() is threading.main_thread():
+            kwargs["preexec_fn"] = functools.partial(_die_with_parent, os.getpid())
         return subprocess.Popen(*args, **kwargs)
 
 
+_SERVER_MODULE = "prefect.server.api.server"
+
+
+def _patch(module) -> None:
+    if not getattr(module.subprocess, "_medzip_pdeathsig", False):
+        module.subprocess = _ChildrenDieWithUs()
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches Prefect's server module when (and only if) something imports it, so a command that never starts a
+    server pays nothing (the module takes seconds to import)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != _SERVER_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is not None and hasattr(loader, "exec_module"):
+            real_exec = loader.exec_module
+
+            def exec_module(module):
+                real_exec(module)
+                _patch(module)
+
+            loader.exec_module = exec_module
+        return spec
+
+
 def temporary_server_dies_with_parent() -> None:
-    """Make Prefect's temporary server (started when no PREFECT_API_URL is set) die with this process.
-
-    Prefect stops it at a normal exit (atexit), but a process killed by SIGKILL or a crash runs no atexit, and the
-    uvicorn child lived on, orphaned. Nothing to do when an API URL is set (no temporary server is started); the
-    import costs nothing then either, since Prefect imports the same module to start its server."""
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value() or not sys.platform.startswith("linux"):
+    """Make Prefect's temporary server (the uvicorn child it starts for a run when no PREFECT_API_URL is set) die
+    with this process. Prefect stops it at a normal exit (atexit), but a process killed by SIGKILL or a crash runs no
+    atexit, and the server lived on, orphaned. Called when the flows package is imported; Linux only."""
+    if not sys.platform.startswith("linux"):
         return
-    import prefect.server.api.server as server_module
-
-    if not getattr(server_module.subprocess, "_medzip_pdeathsig", False):
-        server_module.subprocess = _ChildrenDieWithUs()
+    if _SERVER_MODULE in sys.modules:
+        _patch(sys.modules[_SERVER_MODULE])
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
 
 
 class PrefectServer:
@@ -121,6 +153,8 @@ class PrefectServer:
         return self
 
     def healthy(self) -> bool:
+        import httpx  # here, not at the top: flows/__init__ imports this module for every medzip command
+
         try:
             return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
         except httpx.HTTPError:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import math
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +242,9 @@ def build_dataset(
     return ds
 
 
+_HTJ2K_LOCK = threading.Lock()  # OpenJPH through imagecodecs failed ("ojph error") when two threads coded at once
+
+
 def _encapsulate_htj2k(ds: Dataset, arr: np.ndarray) -> None:
     """Each frame as a reversible (lossless) HTJ2K codestream, checked to decode to the same values."""
     import imagecodecs
@@ -249,8 +253,9 @@ def _encapsulate_htj2k(ds: Dataset, arr: np.ndarray) -> None:
     frames = []
     for n, frame in enumerate(arr):
         try:
-            code = imagecodecs.htj2k_encode(np.ascontiguousarray(frame), reversible=True)
-            exact = np.array_equal(imagecodecs.htj2k_decode(code), frame)
+            with _HTJ2K_LOCK:
+                code = imagecodecs.htj2k_encode(np.ascontiguousarray(frame), reversible=True)
+                exact = np.array_equal(imagecodecs.htj2k_decode(code), frame)
         except Exception as e:
             raise DicomWriteError(f"encoding frame {n} as HTJ2K failed: {type(e).__name__}: {e}") from e
         if not exact:

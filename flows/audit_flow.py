@@ -35,7 +35,7 @@ def collect(config: Config, since: str | None, until: str | None, modality: str 
                "min_ssim": rec.min_ssim, "max_error": rec.max_error, "n_frames": rec.n_frames,
                "n_verbatim": rec.n_verbatim, "original_bytes": rec.original_bytes,
                "archived_bytes": rec.archived_bytes, "reasons": list(rec.reasons), "modes_used": {},
-               "mean_psnr": None, "escalated": 0, "gate_failures": 0}
+               "mean_psnr": None, "escalated": 0, "gate_failures": 0, "kept_as_received": []}
         archives.append(row)
         if not rec.path or not Path(rec.path).is_file():
             problems.append(f"archive {rec.id} (study {rec.study_uid} v{rec.version}): file {rec.path} not found")
@@ -44,6 +44,9 @@ def collect(config: Config, since: str | None, until: str | None, modality: str 
             with ArchiveReader(rec.path) as reader:
                 quality = reader.quality()
                 series_uid = {s.key: s.series_instance_uid for s in reader.series()}
+                row["kept_as_received"] = [{"sop_instance_uid": v.sop_instance_uid,
+                                            "series_uid": series_uid.get(v.key.series, "?"), "reason": v.reason,
+                                            "bytes": v.nbytes} for v in reader.verbatim()]
         except ArchiveError as exc:
             problems.append(f"archive {rec.id}: {exc}")
             continue
@@ -150,6 +153,11 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
         [[a["study_uid"], a["version"], a["path"], a["mode"],
           ", ".join(f"{m} ×{n}" for m, n in a["modes_used"].items()), ", ".join(a.get("models", []))]
          for a in released], "models")))
+    kept = [(a, k) for a in archives for k in a["kept_as_received"]]
+    sections.append(("Kept as received (verbatim: no gate applied)", R.table(
+        ["study", "version", "series", "SOP instance", "bytes", "why"],
+        [[a["study_uid"], a["version"], k["series_uid"], k["sop_instance_uid"], k["bytes"], k["reason"]]
+         for a, k in kept], "kept") if kept else "<p>Every object was coded and judged by its gate.</p>"))
     quarantined = [a for a in archives if a["status"] == "quarantined"]
     if quarantined or problems:
         sections.append(("Quarantined archives and problems", R.table(

@@ -58,3 +58,14 @@ def test_codec_mode_auto_is_parsed_once_into_the_policy_value(tmp_path):
     path.write_text('[codec]\nmode = "auto"\n')
     config = load_config(path)
     assert config.codec.mode is AUTO and config.codec.model_dump()["mode"] == "auto"
+
+
+def test_every_default_gate_bounds_the_max_error():
+    from configs import load_config
+    from quality.escalation import near_lossless_k
+
+    config = load_config()
+    assert {"default", "CT", "MR", "CR", "DX"} <= set(config.gates)
+    for name, gate in config.gates.items():
+        assert gate.max_error_max is not None and gate.psnr_min is not None and gate.ssim_min is not None, name
+        assert near_lossless_k(gate) == min(gate.max_error_max, 2), "the K default.toml documents"

@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 import numpy as np
+import pydicom
 
 from archive.layout import QualityRow, quality_to_array
 from configs import Gate
@@ -57,3 +58,18 @@ def test_figures_compute_every_metric():
 def test_max_error_hu_only_for_ct():
     assert metrics.max_error_hu(4, -0.5, "CT") == 2.0
     assert metrics.max_error_hu(4, 1.0, "MR") is None
+
+
+def test_psnr_does_not_depend_on_the_container():
+    """12-bit CT in 16-bit words and in 12 bits: the same figure (peak = the slice's max - min, at least 1)."""
+    from tests.realdata import find
+
+    ct = pydicom.dcmread(find("CT_small.dcm")).pixel_array.astype(np.int32)
+    noisy = ct + np.random.default_rng(0).integers(-3, 4, ct.shape)
+    assert metrics.psnr(ct, noisy, 12) == metrics.psnr(ct, noisy, 16) == metrics.psnr(ct, noisy)
+    assert metrics.psnr_peak(ct) == ct.max() - ct.min()
+    expected = 10 * math.log10(float(ct.max() - ct.min()) ** 2 / metrics.mse(ct, noisy))
+    assert math.isclose(metrics.psnr(ct, noisy), expected)
+    assert metrics.psnr_full_scale(ct, noisy, 16) > metrics.psnr(ct, noisy) + 20, "full scale is ~25 dB looser"
+    flat = np.full((8, 8), 7)
+    assert metrics.psnr_peak(flat) == 1.0 and math.isclose(metrics.psnr(flat, flat + 1), 0.0)

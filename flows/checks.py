@@ -3,6 +3,7 @@ Prefect server start and a half-made run. Imports nothing heavy (no Prefect, no 
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -60,14 +61,19 @@ def check_choice(value: str | None, option: str, choices: tuple[str, ...]) -> No
 
 
 def check_output_dir(path: Path, option: str = "OUTDIR") -> None:
-    """A folder that exists and is writable, or can be made where its nearest existing parent is writable."""
+    """A folder that exists and takes a new file, or can be made where its nearest existing parent takes one (tried
+    for real: permission bits do not tell for root, a read-only mount or an ACL)."""
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"{option} {path} exists and is not a folder")
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ArgumentError(f"{option} {path}: {probe} is not writable")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".medzip-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise ArgumentError(f"{option} {path}: {probe} is not writable ({exc.strerror or exc})") from None
 
 
 def check_writable_inbox(inbox: Path) -> None:

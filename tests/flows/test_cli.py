@@ -86,3 +86,53 @@ def test_info_json_describes_a_real_archive(tmp_path):
     assert doc["payload_bytes"] == len(payload)
     assert math.isclose(doc["ratio"], values.nbytes / len(payload))
     assert doc["series"][0]["min_psnr"] == "inf" and doc["series"][0]["max_error"] == 0
+
+
+def test_audit_refuses_impossible_dates_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDZIP_HOME", str(tmp_path))
+    bad = runner.invoke(app, ["audit", "--since", "2026-13-45"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert bad.stderr.strip() == ("error: ArgumentError: --since '2026-13-45' is not a date: use YYYY-MM-DD "
+                                  "(or YYYY-MM-DDTHH:MM:SS)")
+    doc = json.loads(runner.invoke(app, ["audit", "--since", "2026-02-01", "--until", "2026-01-01", "--json"]).stdout)
+    assert doc["ok"] is False and doc["exit_code"] == 2 and "range is empty" in doc["message"]
+    assert not (tmp_path / "reports").exists(), "refused before any work"
+
+
+def test_retrieve_of_an_unknown_study_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDZIP_HOME", str(tmp_path))
+    result = runner.invoke(app, ["retrieve", "1.2.3.4", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: RetrieveError: '1.2.3.4' is neither an archive file nor a StudyInstanceUID")
+    debug = runner.invoke(app, ["--debug", "retrieve", "1.2.3.4", str(tmp_path / "out")])
+    assert type(debug.exception).__name__ == "RetrieveError", "--debug lets the exception (and traceback) through"
+
+
+def test_listen_refuses_to_start_on_an_inbox_it_cannot_write(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    inbox.chmod(0o500)
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            import pytest
+
+            pytest.skip("root without setpriv: permissions cannot be withheld")
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-m", "flows.cli", "listen", "--port", "0"], text=True,
+                              capture_output=True, env=dict(os.environ, MEDZIP_HOME=str(tmp_path)), timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    finally:
+        inbox.chmod(0o700)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: ArgumentError: inbox {inbox}: {inbox} is not writable (Permission denied)")
+    assert "listening" not in done.stderr + done.stdout

@@ -38,13 +38,16 @@ def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
 
 
-def fit_weights(values: np.ndarray) -> np.ndarray:
-    """Integer predictor weights (sum exactly 2**SHIFT, no constant), fitted on a fixed sample of the slice."""
+def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
+    """Integer predictor weights (sum exactly 2**SHIFT, no constant), fitted on a fixed sample of the slice. For
+    k > 0 the neighbours carry the decoder's error (uniform on -k..k), so the fit does not lean on what it blurs."""
     rows, cols = values.shape
     padded = np.pad(values.astype(np.float64), ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
     rng = np.random.default_rng(0)
     ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
     near = np.stack([padded[ii + K.PAD + di, jj + K.PAD + dj] for di, dj in K.OFFSETS], axis=1)
+    if k:
+        near += rng.integers(-k, k, near.shape, endpoint=True)
     ref = near[:, 1:2]  # N: the weights of the others act on differences from it
     x = np.delete(near - ref, 1, axis=1)
     y = values[ii, jj].astype(np.float64) - ref[:, 0]
@@ -125,7 +128,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere."""
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
-    weights = fit_weights(v)
+    weights = fit_weights(v, k)
     top = int(v[0, 0])
     st = _Walk(v.shape, k, bits_stored, signed, top)
     enc = constriction.stream.queue.RangeEncoder()

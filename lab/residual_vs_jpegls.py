@@ -1,7 +1,9 @@
 """Residual layer vs JPEG-LS (CharLS) on the bundled real grayscale frames: bits per modality, lossless and k=1,2,4.
 
-    .venv/bin/python -m lab.residual_vs_jpegls [--recon none|j2k] [--bpp 1.0] [--ks 0,1,2,4] [--max-pixels N]
+    .venv/bin/python -m lab.residual_vs_jpegls [--layer v2|v1] [--recon none|j2k] [--bpp 1.0] [--ks 0,1,2,4]
 
+--layer: residual stream version 2 (codec/residual_raster.py, what new payloads use; recon none only) or 1
+    (codec/residual.py, the interleaved layer of earlier releases).
 --recon none: the residual layer alone (recon = zeros, i.e. a pure predictive coder).
 --recon j2k: a lossy layer stand-in (JPEG 2000 at about --bpp) as recon; "total" adds its bytes to ours.
 --recon model: the real path, codec.api.encode(frame, "lossless" | "near-lossless:k") with the learned lossy layer;
@@ -21,7 +23,7 @@ import imagecodecs
 import jpeg_ls
 import numpy as np
 
-from codec.residual import decode_residual, encode_residual
+from codec import residual, residual_raster
 from codec.values import value_range
 from lab.realdata import decoded_frames
 
@@ -83,6 +85,7 @@ def model_path(frame, k, bits, signed):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--layer", choices=["v2", "v1"], default="v2")
     ap.add_argument("--recon", choices=["none", "j2k", "model"], default="none")
     ap.add_argument("--bpp", type=float, default=1.0)
     ap.add_argument("--ks", default="0,1,2,4")
@@ -93,6 +96,9 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     ks = [int(x) for x in args.ks.split(",")]
+    if args.layer == "v2" and args.recon == "j2k":
+        ap.error("--layer v2 codes over a flat reconstruction only: use --recon none or --layer v1")
+    layer = residual_raster if args.layer == "v2" else residual
     tot = defaultdict(lambda: np.zeros(4))  # (modality, k) -> ours residual bytes, lossy bytes, jls bytes, pixels
     t_enc = t_dec = 0.0
     px_timed = 0
@@ -112,9 +118,9 @@ def main() -> None:
             if args.recon == "model":
                 data, lossy_bytes, out, t1 = model_path(frame, k, bits, signed)
             else:
-                data = encode_residual(frame, recon, k, bits, signed)
+                data = layer.encode_residual(frame, recon, k, bits, signed)
                 t1 = time.perf_counter()
-                out = decode_residual(data, recon, k, bits, signed)
+                out = layer.decode_residual(data, recon, k, bits, signed)
             t2 = time.perf_counter()
             assert int(np.abs(out - frame.astype(np.int64)).max()) <= k, name
             t_enc, t_dec, px_timed = t_enc + t1 - t0, t_dec + t2 - t1, px_timed + frame.size
@@ -124,7 +130,7 @@ def main() -> None:
             if args.verbose:
                 print(f"{name:40s} {modality:6s} k={k} ours {8 * (len(data) + lossy_bytes) / frame.size:6.3f} bpp"
                       f"  jpeg-ls {8 * len(jls) / frame.size:6.3f} bpp", flush=True)
-    print(f"recon: {args.recon}" + (f" (JPEG 2000 at <= {args.bpp} bpp; 'total' includes it)" if args.recon == "j2k" else ""))
+    print(f"layer: {args.layer}, recon: {args.recon}" + (f" (JPEG 2000 at <= {args.bpp} bpp; 'total' includes it)" if args.recon == "j2k" else ""))
     print(f"{'modality':8s} {'k':>2s} {'Mpixels':>8s} {'residual bpp':>12s} {'total bpp':>10s} {'JPEG-LS bpp':>11s} {'total/JLS':>9s}")
     for (modality, k), (res, lossy, jls, px) in sorted(tot.items(), key=lambda kv: (kv[0][0] == "ALL", kv[0])):
         print(f"{modality:8s} {k:2d} {px / 1e6:8.2f} {8 * res / px:12.3f} {8 * (res + lossy) / px:10.3f} "

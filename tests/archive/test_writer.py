@@ -365,3 +365,25 @@ def test_writer_streams_frames_without_holding_them(tmp_path):
     assert peak < 4 << 20, f"peak traced memory {peak} bytes"
     with ArchiveReader(tmp_path / "big.h5") as r:
         assert r.info.n_frames == 32 and r.info.payload_bytes == 32 * len(payload)
+
+
+def test_disk_full_inside_hdf5_is_a_no_space_error_naming_the_folder(tmp_path, monkeypatch):
+    """ENOSPC as HDF5 reports it (a RuntimeError whose text carries errno 28) from the third dataset written: the
+    writer raises NoSpaceError naming the folder and leaves nothing (issue 14; tests/reliability/test_disk_full.py
+    fills a real filesystem)."""
+    import h5py
+
+    real_flush, calls = h5py.Dataset.flush, []
+
+    def full_after_two(self):
+        calls.append(self.name)
+        if len(calls) > 2:
+            raise RuntimeError("Unable to flush dataset (file write failed: errno = 28, error message = "
+                               "'No space left on device')")
+        return real_flush(self)
+
+    monkeypatch.setattr(h5py.Dataset, "flush", full_after_two)
+    with pytest.raises(NoSpaceError) as exc:
+        build_study(tmp_path / "s.h5")
+    assert exc.value.path == tmp_path and "no space left" in str(exc.value)
+    assert list(tmp_path.iterdir()) == []

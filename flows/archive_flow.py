@@ -175,7 +175,7 @@ def _existing_outcome(rec, got: Ingested, key: str) -> ArchiveOutcome:
 def archive_study_flow(paths: list[str], config: Config, study_uid: str | None = None,
                        retry_quarantined: bool = False) -> ArchiveOutcome:
     """Archive the one study in `paths` at the config's codec mode (a Mode, parsed when the config was loaded)."""
-    from archive import Catalog, atomic_move, file_sha256, safe_archive_name, verify_archive
+    from archive import Catalog, NoSpaceError, atomic_move, check_study_room, file_sha256, safe_archive_name, verify_archive
     from archive.catalog_inputs import InputLedger
 
     logger = get_run_logger()
@@ -205,6 +205,11 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
                     uid, rec.id, rec.status)
         return _existing_outcome(rec, got, key)
     rec = claim.record
+    try:  # a study that cannot fit is refused before any work (NoSpaceError naming the folder); the next run retries
+        check_study_room(config.paths.work, config.paths.released, _archive_bound(study))
+    except NoSpaceError as exc:
+        catalog.release_claim(rec.id, [f"not started: {exc}"])
+        raise
     name = safe_archive_name(uid, rec.version)
     work = config.paths.work / name
     work.unlink(missing_ok=True)  # a leftover of a crashed run of this very claim
@@ -282,6 +287,14 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
     ledger.mark_archived(rec.id, uid, got.states)
     artifacts.study_artifacts(outcome)
     return outcome
+
+
+def _archive_bound(study: Study) -> int:
+    """The most a study's archive can take: each instance's stored values uncompressed (or its file, if larger),
+    the verbatim objects, and room for the HDF5 structure."""
+    pixels = sum(max(Path(i.path).stat().st_size, i.number_of_frames * i.pixel.rows * i.pixel.columns
+                     * ((i.pixel.bits_allocated + 7) // 8)) for i in study.instances)
+    return pixels + sum(Path(v.path).stat().st_size for v in study.verbatim) + 8192 * (len(study.instances) + 8)
 
 
 def _write_reasons(archive_path: Path, reasons: list[str]) -> Path:

@@ -177,6 +177,34 @@ def test_disk_fills_during_a_run_then_a_rerun_releases(tmp_path, small_fs, monke
     assert digests(inbox) == before
 
 
+def test_study_larger_than_the_free_space_is_refused_before_work(tmp_path, small_fs, monkeypatch, prefect_server):
+    """Issue 14's case: 12 real 512x512 CT slices, lossless, work/ and released/ on a 1 MB tmpfs (it segfaulted).
+    Now refused before any work: NoSpaceError naming the work folder with the figures, nothing written there, the
+    claim given back (pending, no owner) for a run with more room, the inbox untouched."""
+    from archive import Catalog
+    from configs import load_config
+    from lab.loadgen import slice_series
+
+    small = small_fs(1 << 20)
+    home = tmp_path / "home"
+    inbox = home / "inbox"
+    slice_series(inbox / "ct", 12, source="693_UNCR.dcm")
+    cfg = _config_file(home, small, "work")
+    monkeypatch.setenv("MEDZIP_HOME", str(home))
+    config = load_config(cfg)
+    before = digests(inbox)
+    rc, out = _archive(home, cfg, inbox, home / "run.log")
+    log = (home / "run.log").read_text()
+    assert rc == 1 and "Segmentation fault" not in log and "Exception ignored" not in log, log[-3000:]
+    [study] = out["studies"]
+    reason = " ".join(study.get("reasons") or [])
+    assert study["status"] == "failed" and "NoSpaceError" in reason and "not enough free space" in reason, study
+    assert str(config.paths.work) in reason
+    assert [p.name for p in small.rglob("*") if p.is_file()] == []
+    assert [(r.status, r.owner) for r in Catalog.from_config(config).list()] == [("pending", None)]
+    assert digests(inbox) == before
+
+
 @pytest.mark.slow
 def test_full_catalog_disk_stops_the_run_before_any_work(tmp_path, small_fs, monkeypatch, prefect_server):
     """The catalog's filesystem full from the start: the claim cannot be written, the run stops naming the catalog,

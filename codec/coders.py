@@ -109,6 +109,21 @@ class LossyCoder(Coder):
         return latent_recon(p, model, grid, vmin, vmax, exact=exact)
 
 
+_PROBE = 128  # side of the centre crop on which the two residual layers are compared
+
+
+def _residual_layer(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool):
+    """The residual layer that codes this slice in fewer bytes, judged on a centre crop: version 2 (raster, fast)
+    wins on most CT and MR; version 1 (interleaved levels) on very smooth slices at k > 0 and on slices with a
+    pixel-parity structure (upsampled, interleaved). Both crops cost a few tens of ms."""
+    rows, cols = values.shape
+    r0, c0 = max(0, (rows - _PROBE) // 2), max(0, (cols - _PROBE) // 2)
+    crop = np.ascontiguousarray(values[r0 : r0 + _PROBE, c0 : c0 + _PROBE])
+    base = recon[: crop.shape[0], : crop.shape[1]]
+    sizes = [len(layer.encode_residual(crop, base, k, bits, signed)) for layer in (residual_raster, residual)]
+    return residual if sizes[1] < sizes[0] else residual_raster
+
+
 @register
 class ResidualCoder(Coder):
     kinds = ("near-lossless", "lossless")
@@ -121,11 +136,13 @@ class ResidualCoder(Coder):
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
         (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
+        The residual layer is stream version 2, or version 1 where that is smaller (_residual_layer).
         """
-        h = s.header
+        h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
         head = replace(h, rate_point=NO_LATENTS, recon_sha=bitstream.recon_digest(recon))
-        res = residual_raster.encode_residual(s.values, recon, mode.max_error_bound, h.bits_stored, h.signed)
+        layer = _residual_layer(s.values, recon, k, h.bits_stored, h.signed)
+        res = layer.encode_residual(s.values, recon, k, h.bits_stored, h.signed)
         return bitstream.pack(bitstream.Payload(head, [], res))
 
     def decode(self, p, model, grid, vmin, vmax, exact):

@@ -115,19 +115,22 @@ def _mix(pi, pj, ES, sub):
         w = (MIX_ONE // ((1 + e) * (1 + e)) + 1) * (LS_BONUS if s == 0 else 1)
         num += w * sub[s]
         den += w
-    return num // den
+    return (2 * num + den) // (2 * den)  # rounded: a floored mean drifts near-lossless decodes downwards
 
 
 @nb.njit(cache=True)
 def predict(t, P, E, ES, rows, cols, step, weights, lo, hi, pred, sub, ctx):
-    """Prediction and context of every pixel on wavefront t (its sub-predictions in `sub`); returns how many."""
+    """Prediction and context of every pixel on wavefront t (its sub-predictions in `sub`); returns how many.
+    `weights` holds one set, or four indexed by the pixel's (row, column) parity."""
     i0, i1 = bounds(t, rows, cols)
+    by_parity = weights.shape[0] == 4
     n = 0
     for i in range(i0, i1 + 1):
         pi, pj = i + PAD, t - 2 * i + PAD
+        w = weights[((i & 1) << 1) | ((t - 2 * i) & 1)] if by_parity else weights[0]
         acc = np.int64(1 << (SHIFT - 1))
         for m in range(N_NEIGHBOURS):
-            acc += weights[m] * P[pi + OFFSETS[m, 0], pj + OFFSETS[m, 1]]
+            acc += w[m] * P[pi + OFFSETS[m, 0], pj + OFFSETS[m, 1]]
         w_, n_, nw_, ne_ = P[pi, pj - 1], P[pi - 1, pj], P[pi - 1, pj - 1], P[pi - 1, pj + 1]
         sub[n, 0] = acc >> SHIFT  # the fitted linear predictor
         sub[n, 1] = w_ + n_ - nw_  # plane

@@ -9,7 +9,8 @@ per-context adaptive integer counts (contexts: local activity in half octaves), 
 streams (codec/residual.py) keep decoding.
 
 Stream: header (magic MZR2, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
-CRC-32 of the recon and of the decoded values), the fitted weights, then the range coder's words. The reconstruction
+CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or one per
+pixel parity class for interleaved or upsampled images), then the range coder's words. The reconstruction
 under it is flat (every pixel the base value), which is what payloads without latents carry.
 """
 from __future__ import annotations
@@ -25,8 +26,10 @@ from codec.errors import ResidualError
 from codec.values import check_fits, value_range
 
 MAGIC = b"MZR2"
-_HEAD = struct.Struct("<4sIBBIIqqII")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc
-_WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")
+_HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
+_WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow (1 or 4)
+_WEIGHT_BITS = 16  # rough cost of one sent weight when choosing between one and four sets
+_PARITY_GAIN = 0.95  # four sets only when the proxy says they save at least 5 %
 _SAMPLE = 6000  # pixels the predictor is fitted on
 
 
@@ -38,19 +41,26 @@ def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
 
 
-def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
-    """Integer predictor weights (sum exactly 2**SHIFT, no constant), fitted on a fixed sample of the slice. For
-    k > 0 the neighbours carry the decoder's error (uniform on -k..k), so the fit does not lean on what it blurs."""
+def _samples(values: np.ndarray, k: int, parity: tuple[int, int] | None, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours (with the decoder's error for k > 0) and targets at _SAMPLE pixels, of one parity class or all."""
     rows, cols = values.shape
     padded = np.pad(values.astype(np.float64), ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
-    rng = np.random.default_rng(0)
-    ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
+    if parity is None:
+        ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
+    else:
+        ii = parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, _SAMPLE)
+        jj = parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, _SAMPLE)
     near = np.stack([padded[ii + K.PAD + di, jj + K.PAD + dj] for di, dj in K.OFFSETS], axis=1)
-    if k:
+    if k:  # for k > 0 the neighbours carry the decoder's error, so the fit does not lean on what it blurs
         near += rng.integers(-k, k, near.shape, endpoint=True)
+    return near, values[ii, jj].astype(np.float64)
+
+
+def _fit(near: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Robust (L1 by reweighted least squares) integer weights summing to exactly 2**SHIFT, no constant."""
     ref = near[:, 1:2]  # N: the weights of the others act on differences from it
     x = np.delete(near - ref, 1, axis=1)
-    y = values[ii, jj].astype(np.float64) - ref[:, 0]
+    y = target - ref[:, 0]
     sw, w = np.ones(y.size), np.zeros(x.shape[1])
     for _ in range(3):
         # einsum, not BLAS: multi-threaded BLAS on a loaded 2-core machine is far slower for these sizes
@@ -67,6 +77,33 @@ def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
         sw = 1.0 / np.maximum(np.abs(y - x @ w), 1.0)
     wi = np.clip(np.round(w * (1 << K.SHIFT)), -(16 << K.SHIFT), 16 << K.SHIFT).astype(np.int64)
     return np.insert(wi, 1, (1 << K.SHIFT) - int(wi.sum()))
+
+
+def _cost(near: np.ndarray, target: np.ndarray, weights: np.ndarray, step: int) -> float:
+    """Proxy for the coded size of a fit's residuals: sum of log2(1 + |q|)."""
+    pred = np.floor((near @ weights + (1 << (K.SHIFT - 1))) / (1 << K.SHIFT))
+    return float(np.log2(1.0 + np.abs(target - pred) / step).sum())
+
+
+def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
+    """Predictor weights, one row per weight set: one set for the slice, or one per pixel parity class (row, column
+    parity) when that is cheaper by the proxy, as on interleaved or upsampled images."""
+    rng = np.random.default_rng(0)
+    step = 2 * k + 1
+    near, target = _samples(values, k, None, rng)
+    one = _fit(near, target)[None, :]
+    if min(values.shape) < 8:
+        return one
+    classes = [_samples(values, k, (a, b), rng) for a in (0, 1) for b in (0, 1)]
+    four = np.stack([_fit(n, t) for n, t in classes])
+    cost_one = sum(_cost(n, t, one[0], step) for n, t in classes)
+    cost_four = sum(_cost(n, t, w, step) for (n, t), w in zip(classes, four)) + _WEIGHT_BITS * 3 * K.N_NEIGHBOURS
+    return four if cost_four < _PARITY_GAIN * cost_one else one
+
+
+def weight_sets(data: bytes) -> int:
+    """How many weight sets a version 2 stream carries: 4 says the slice has a pixel-parity structure."""
+    return _HEAD.unpack_from(bytes(data))[-1]
 
 
 class _Walk:
@@ -142,8 +179,9 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
-    head = _HEAD.pack(MAGIC, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded))
-    return head + _WEIGHTS.pack(*weights.tolist()) + enc.get_compressed().astype("<u4").tobytes()
+    head = _HEAD.pack(MAGIC, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded), len(weights))
+    sets = b"".join(_WEIGHTS.pack(*w.tolist()) for w in weights)
+    return head + sets + enc.get_compressed().astype("<u4").tobytes()
 
 
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:
@@ -151,7 +189,7 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     data = bytes(data)
     if len(data) < _HEAD.size + _WEIGHTS.size:
         raise ResidualError(f"residual stream truncated: {len(data)} bytes")
-    magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec = _HEAD.unpack_from(data)
+    magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec, n_sets = _HEAD.unpack_from(data)
     if magic != MAGIC:
         raise ResidualError(f"not a version 2 residual stream (magic {magic!r})")
     if (k_s, bits_s, bool(signed_s), (rows, cols)) != (k, bits_stored, bool(signed), recon.shape):
@@ -160,8 +198,10 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
             f"decoder was given k={k}, bits={bits_stored}, signed={signed}, shape={recon.shape}")
     if _check(None, recon, k, bits_stored, signed) != base or _crc(recon) != crc_rec:
         raise ResidualError("recon differs from the one the residual was coded against")
-    weights = np.array(_WEIGHTS.unpack_from(data, _HEAD.size), np.int64)
-    body = data[_HEAD.size + _WEIGHTS.size :]
+    if n_sets not in (1, 4) or len(data) < _HEAD.size + n_sets * _WEIGHTS.size:
+        raise ResidualError(f"residual stream corrupted: {n_sets} weight sets")
+    weights = np.array([_WEIGHTS.unpack_from(data, _HEAD.size + n * _WEIGHTS.size) for n in range(n_sets)], np.int64)
+    body = data[_HEAD.size + n_sets * _WEIGHTS.size :]
     if len(body) % 4:
         raise ResidualError("residual stream truncated or corrupted (length not a whole number of words)")
     lo, hi = value_range(bits_stored, signed, ResidualError)

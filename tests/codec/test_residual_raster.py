@@ -94,3 +94,12 @@ def test_the_kept_version_2_stream_still_decodes():
     recon = np.full(meta["shape"], meta["base"], np.int64)
     values = R2.decode_residual(data, recon, 0, meta["bits"], meta["signed"])
     assert hashlib.sha256(values.astype("<i8").tobytes()).hexdigest() == meta["values_sha256"]
+
+
+def test_a_parity_structured_slice_gets_one_weight_set_per_parity():
+    """An upsampled slice (every other row repeated) is predicted per (row, column) parity."""
+    v, bits, signed = _real("CT_small.dcm")
+    up = np.repeat(v, 2, axis=0)
+    data = R2.encode_residual(up, _flat(up), 0, bits, signed)
+    assert R2.weight_sets(data) == 4 and R2.weight_sets(R2.encode_residual(v, _flat(v), 0, bits, signed)) == 1
+    assert np.array_equal(R2.decode_residual(data, _flat(up), 0, bits, signed), up)

@@ -6,8 +6,8 @@
     (codec/residual.py, the interleaved layer of earlier releases).
 --recon none: the residual layer alone (recon = zeros, i.e. a pure predictive coder).
 --recon j2k: a lossy layer stand-in (JPEG 2000 at about --bpp) as recon; "total" adds its bytes to ours.
---recon model: the real path, codec.api.encode(frame, "lossless" | "near-lossless:k") with the learned lossy layer;
-    "total" is the whole payload (header, latents, residual), "residual" its residual-layer part. Slow on a CPU.
+--recon model: the real path, codec.api.encode(frame, "lossless" | "near-lossless:k") (the residual layer the coder
+    picks, no latents in new payloads); "total" is the whole payload, "residual" its residual-layer part.
 Frames with identical pixels (the same image in several transfer syntaxes) are counted once; every frame of a
 multi-frame file counts. JPEG-LS is CharLS through pyjpegls with the true BitsStored (as lab/anchors.py and a
 DICOM encoder do; imagecodecs would declare 16 bits and weaken CharLS's contexts), signed values offset to unsigned.

@@ -121,11 +121,12 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
     sections = [("Summary", R.table(["measure", "value"], [[k, v] for k, v in summary.items()], "summary")
                  + (R.table(["filter", "value"], [[k, v] for k, v in filters.items()], "filters")))]
     sections.append(("Archives", R.table(
-        ["study", "version", "status", "created (UTC)", "modalities", "mode asked", "ratio", "min PSNR",
-         "mean PSNR", "min SSIM", "max error", "frames", "escalated", "gate failures"],
-        [[a["study_uid"], a["version"], a["status"], a["created_utc"], " ".join(a["modalities"]), a["mode"],
-          a["ratio"], a["min_psnr"], a["mean_psnr"], a["min_ssim"], a["max_error"], a["n_frames"], a["escalated"],
-          a["gate_failures"]] for a in archives], "archives")))
+        ["study", "version", "status", "created (UTC)", "modalities", "mode asked", "modes stored (frames)", "ratio",
+         "min PSNR", "mean PSNR", "min SSIM", "max error", "frames", "escalated", "gate failures"],
+        [[a["study_uid"], a["version"], a["status"], a["created_utc"][:19], " ".join(a["modalities"]), a["mode"],
+          ", ".join(f"{m} ×{n}" for m, n in a["modes_used"].items()), a["ratio"], a["min_psnr"], a["mean_psnr"],
+          a["min_ssim"], a["max_error"], a["n_frames"], a["escalated"], a["gate_failures"]] for a in archives],
+        "archives")))
     if archives:
         sections.append(("PSNR and SSIM per study", R.plot_section(R.study_chart(archives), "per-study PSNR and SSIM")))
     if frames:
@@ -149,7 +150,7 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
          for f in flagged], "failures") if flagged else "<p>No slice failed a gate; none was escalated.</p>"))
     released = [a for a in archives if a["status"] == "released"]
     sections.append(("Model and mode of every released archive", R.table(
-        ["study", "version", "archive", "mode asked", "modes used (frames)", "model(s)"],
+        ["study", "version", "archive", "mode asked", "modes stored (frames)", "model(s)"],
         [[a["study_uid"], a["version"], a["path"], a["mode"],
           ", ".join(f"{m} ×{n}" for m, n in a["modes_used"].items()), ", ".join(a.get("models", []))]
          for a in released], "models")))

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian tools the DICOM-peer tests use, skipping what is already there:
 #   dicom3tools (dciodvfy)  dcmtk (dcmdump, dcmj2pnm)  orthanc + orthanc-dicomweb + orthanc-gdcm (a real PACS
-#   with DICOMweb that also decodes JPEG 2000).
+#   with DICOMweb that also decodes JPEG 2000)  chromium (the audit page looked at in a real headless browser).
 # Idempotent and quiet; runs `apt-get update` only when a package cannot be found or installed from the
 # current lists. Needs root (or sudo). Without either it says so and exits 0: the tests that need the tools
 # then skip with a reason instead of failing the run.
 set -euo pipefail
 
-PACKAGES=(dicom3tools dcmtk orthanc orthanc-dicomweb orthanc-gdcm)
+PACKAGES=(dicom3tools dcmtk orthanc orthanc-dicomweb orthanc-gdcm chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -23,6 +23,11 @@ def modes(counts: dict) -> str:
     return ", ".join(f"{m} ×{n}" for m, n in (counts or {}).items()) or "none"
 
 
+def _db(value: Any) -> str:
+    text = fmt(value)
+    return text if not text or "∞" in text or value in ("inf", "-inf") else f"{text} dB"
+
+
 def outcome_lines(o: dict) -> list[str]:
     """One study's outcome for people: status, where, what was stored, and every reason."""
     head = f"[bold]{(o.get('status') or '?').upper()}[/] study {o.get('study_uid') or '(unknown)'}"
@@ -35,7 +40,7 @@ def outcome_lines(o: dict) -> list[str]:
         hu = f" ({fmt(o['max_error_hu'])} HU)" if o.get("max_error_hu") is not None else ""
         lines.append(f"  {o.get('frames', 0)} frame(s) stored as {modes(o.get('modes_used', {}))}; "
                      f"{o.get('verbatim', 0)} object(s) kept verbatim; ratio {fmt(o.get('ratio'))}; "
-                     f"min PSNR {fmt(o.get('min_psnr'))} dB; min SSIM {fmt(o.get('min_ssim'))}; "
+                     f"min PSNR {_db(o.get('min_psnr'))}; min SSIM {fmt(o.get('min_ssim'))}; "
                      f"max error {fmt(o.get('max_error'))}{hu}")
     escalated = [q for q in o.get("frame_quality", []) if q.get("history")]
     if escalated:

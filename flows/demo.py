@@ -60,6 +60,7 @@ def main() -> None:
     from configs import load_config
     from flows.archive_flow import archive_paths
     from flows.audit_flow import audit_quality
+    from flows.cli_output import outcome_lines
     from flows.retrieve_flow import retrieve_study
 
     console = Console()
@@ -67,17 +68,9 @@ def main() -> None:
     study_dir = build_demo_study(config.home / "demo-input")
     console.rule("1. archive")
     outcomes = archive_paths([study_dir], config, mode=DEMO_MODE)
-    for o in outcomes:
-        console.print(f"study {o['study_uid']}: [bold]{o['status']}[/] → {o.get('archive')}")
-        if o.get("ratio"):
-            console.print(f"  compression ratio {o['ratio']:.2f}, lowest slice PSNR {o.get('min_psnr')} dB")
-        modes = {}
-        for row in o.get("frame_quality") or []:
-            modes[row.get("mode")] = modes.get(row.get("mode"), 0) + 1
-        if modes:
-            console.print("  frames by final mode: " + ", ".join(f"{m}: {n}" for m, n in sorted(modes.items())))
-        for reason in o.get("reasons") or []:
-            console.print(f"  reason: {reason}")
+    for o in outcomes:  # the same lines as `medzip archive` prints: status, modes stored, every reason
+        for line in outcome_lines(o):
+            console.print(line, highlight=False, soft_wrap=True)
     console.rule("2. retrieve")
     retrieved = []
     for o in outcomes:
@@ -85,7 +78,7 @@ def main() -> None:
             out = config.paths.retrieved / Path(o["archive"]).stem
             result = retrieve_study(o["archive"], out, config)
             retrieved.append(out)
-            console.print(f"{len(result['files'])} DICOM files → {out}")
+            console.print(f"{len(result['files'])} DICOM files → {out}", soft_wrap=True)
     console.rule("3. audit")
     report = audit_quality(config)
     console.rule("where things are")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 from codec.modes import Mode
 
@@ -39,6 +38,8 @@ def psnr_k_bound(psnr_min: float | None, peak: float) -> int:
 
 def local_variances(original: np.ndarray) -> np.ndarray:
     """Sample variance in every full 7×7 window, as scikit-image's SSIM computes it."""
+    from scipy.ndimage import uniform_filter  # imported when used: configs import this module for `auto`
+
     x = original.astype(np.float64)
     mean = uniform_filter(x, _WIN)
     n = _WIN * _WIN

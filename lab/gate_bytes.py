@@ -35,7 +35,7 @@ def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
 
 
 def ours(frame, gate) -> tuple[int, str]:
-    mode = auto.first_mode(frame.values, gate, metrics.max_value(frame.bits_stored))
+    mode = auto.first_mode(frame.values, gate, metrics.psnr_peak(frame.values))
     while True:
         payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
         if mode.is_lossless or _passes(frame.values, api.decode(payload), frame.bits_stored, gate):

@@ -7,8 +7,9 @@
 Runs the real command in this process (flows.cli `archive STUDY_DIR --mode lossless --json`, so Prefect's
 temporary server starts as on a user's first run) after wrapping, without changing them, the functions each stage
 calls. Stage wall times are taken on the flow's own thread (its stages run one after the other); inside a stage
-the pieces done by the task runner's worker threads are summed over threads ("thread-seconds": on 2 cores with
-4 workers they add up to more than the stage's wall time). Stages: imports (process start to the command),
+the pieces done by the task runner's worker threads are summed over threads, as wall time ("thread-seconds": on
+2 cores with 4 workers they add up to more than the stage's wall time) and as those threads' CPU time (CPU-s,
+which other processes' load does not inflate). Stages: imports (process start to the command),
 Prefect's temporary server start, the header scan before the flow, ingest (headers + the inputs' SHA-256),
 encode + write, verify (decode from the file + metrics + gates), escalation, release (quality table, the final
 file's checksums, move, catalog, artifacts), and the rest of the flow (Prefect task/flow bookkeeping).
@@ -32,14 +33,16 @@ class Stages:
     def __init__(self):
         self.wall: dict[str, float] = defaultdict(float)
         self.parts: dict[tuple[str, str], float] = defaultdict(float)
+        self.cpu: dict[tuple[str, str], float] = defaultdict(float)  # the same, in CPU seconds of those threads
         self.calls: Counter = Counter()
         self.current = "outside"
         self._lock = threading.Lock()
 
-    def _add(self, key, dt):
+    def _add(self, key, dt, dcpu, count=1):
         with self._lock:
             self.parts[key] += dt
-            self.calls[key] += 1
+            self.cpu[key] += dcpu
+            self.calls[key] += count
 
     def stage(self, name: str, fn):
         @functools.wraps(fn)
@@ -56,11 +59,11 @@ class Stages:
     def part(self, name: str, fn):
         @functools.wraps(fn)
         def timed(*a, **k):
-            stage, t = self.current, time.perf_counter()
+            stage, t, c = self.current, time.perf_counter(), time.thread_time()
             try:
                 return fn(*a, **k)
             finally:
-                self._add((stage, name), time.perf_counter() - t)
+                self._add((stage, name), time.perf_counter() - t, time.thread_time() - c)
         return timed
 
     def part_iter(self, name: str, fn):
@@ -70,13 +73,13 @@ class Stages:
             stage = self.current
             it = iter(fn(*a, **k))
             while True:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 try:
                     item = next(it)
                 except StopIteration:
-                    self._add((stage, name), time.perf_counter() - t)
+                    self._add((stage, name), time.perf_counter() - t, time.thread_time() - c, 0)
                     return
-                self._add((stage, name), time.perf_counter() - t)
+                self._add((stage, name), time.perf_counter() - t, time.thread_time() - c)
                 yield item
         return timed
 
@@ -134,7 +137,7 @@ def report(st: Stages, total: float, command_start: float, cpu: dict) -> dict:
     stages["exit (after the command)"] = total - command_start - st.wall.get("archive_paths", 0.0)
     parts = defaultdict(dict)
     for (stage, part), v in sorted(st.parts.items()):
-        parts[stage][part] = {"thread_s": v, "calls": st.calls[(stage, part)]}
+        parts[stage][part] = {"thread_s": v, "cpu_s": st.cpu[(stage, part)], "calls": st.calls[(stage, part)]}
     return {"total_s": total, "stages_s": stages, "parts": parts, "cpu": cpu}
 
 
@@ -144,7 +147,7 @@ def print_report(r: dict) -> None:
     for k, v in r["stages_s"].items():
         print(f"  {k:40s} {v:8.2f} s  {100 * v / r['total_s']:5.1f} %")
         for part, p in sorted(r["parts"].get(k, {}).items(), key=lambda kv: -kv[1]["thread_s"]):
-            print(f"      {part:36s} {p['thread_s']:8.2f} thread-s  ({p['calls']} calls)")
+            print(f"      {part:36s} {p['thread_s']:8.2f} thread-s {p['cpu_s']:8.2f} CPU-s  ({p['calls']} calls)")
 
 
 def run(study_dir: str) -> dict:

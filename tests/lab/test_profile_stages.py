@@ -24,7 +24,9 @@ def test_parts_are_counted_under_the_running_stage_from_any_thread():
     assert st.wall["encode"] >= 0.05 and st.current == "outside"
     assert st.parts[("encode", "work")] >= 0.1 and st.calls[("encode", "work")] == 2  # thread-seconds add up
     assert st.calls[("outside", "work")] == 1
-
+    spin = st.part("spin", lambda: sum(range(2_000_000)))
+    spin()
+    assert st.cpu[("outside", "spin")] > 0.01 and st.cpu[("encode", "work")] < 0.02
 
 def test_generators_are_timed_per_item_and_exceptions_still_count():
     st = Stages()
@@ -35,7 +37,8 @@ def test_generators_are_timed_per_item_and_exceptions_still_count():
             yield i
 
     assert list(st.part_iter("read", frames)()) == [0, 1, 2]
-    assert st.parts[("outside", "read")] >= 0.03 and st.calls[("outside", "read")] == 4  # 3 items + the end
+    assert st.parts[("outside", "read")] >= 0.03 and st.calls[("outside", "read")] == 3
+    assert st.cpu[("outside", "read")] < 0.02  # sleeping is no CPU time
 
     def boom():
         raise ValueError("x")

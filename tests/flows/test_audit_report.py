@@ -101,3 +101,12 @@ def test_ssim_axes_are_plain_numbers():
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert ax.yaxis.get_offset_text().get_text() == "" and all(re.fullmatch(r"0\.\d{4}", t) for t in labels if t)
     plt.close(fig)
+
+
+def test_escalations_carry_their_reasons_in_the_page(report):
+    import html as html_lib
+
+    page = html_lib.unescape(report["with"].read_text())
+    failures = page.split("Gate failures and escalations", 1)[1].split("</table>", 1)[0]
+    assert re.search(r"lossy:0: PSNR \d+\.\d\d dB < 45\.0; max error \d+ > 2", failures), failures[:2000]
+    assert "near-lossless:2" in failures

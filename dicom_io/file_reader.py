@@ -156,14 +156,20 @@ def element_end(elem: RawDataElement, path: Path) -> int:
 
 def is_deflated(ds: Dataset) -> bool:
     ts = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
-    return bool(ts) and UID(ts).is_deflated
+    try:
+        return bool(ts) and UID(ts).is_deflated
+    except (TypeError, ValueError):  # a damaged Transfer Syntax UID is no deflated syntax; decoding refuses it later
+        return False
 
 
 def check_complete(path: Path, ds: Dataset, size: int) -> None:
     """pydicom stops quietly at end of file; a value or file meta that needs more bytes than the file has is truncation."""
     meta = getattr(ds, "file_meta", None)
     if ds.preamble is not None and meta is not None and "FileMetaInformationGroupLength" in meta:
-        meta_end = 132 + 12 + int(meta.FileMetaInformationGroupLength)
+        try:
+            meta_end = 132 + 12 + int(meta.FileMetaInformationGroupLength)
+        except (TypeError, ValueError) as e:
+            raise InvalidHeaderError(path, f"File Meta Information Group Length is not a number: {e}") from e
         if meta_end > size:
             raise TruncatedDicomError(path, f"ends inside the file meta information ({size} of {meta_end} bytes)")
     if is_deflated(ds) or not ds._dict:
@@ -288,6 +294,10 @@ def describe(path: Path, ds: Dataset) -> Instance | VerbatimObject:
     except DicomReadError as e:
         e.study_instance_uid = e.study_instance_uid or study or None
         raise
+    except Exception as e:  # pydicom's value conversions on a damaged element raise many kinds
+        err = InvalidHeaderError(path, f"unusable header: {type(e).__name__}: {e}")
+        err.study_instance_uid = study or None
+        raise err from e
 
 
 def _describe(path: Path, ds: Dataset, study: str) -> Instance | VerbatimObject:

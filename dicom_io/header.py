@@ -32,7 +32,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
-from dicom_io.errors import PixelDataMismatchError
+from dicom_io.errors import DicomReadError, InvalidHeaderError, PixelDataMismatchError
 from dicom_io.model import Instance, VerbatimObject
 from dicom_io.file_reader import PIXEL_DATA, element_end, has_part10_prefix, is_deflated, load_header, transfer_syntax
 
@@ -42,6 +42,15 @@ _PIXEL_TAG_BYTES = {True: b"\xe0\x7f\x10\x00", False: b"\x7f\xe0\x00\x10"}  # li
 def header_bytes(src: Instance | VerbatimObject | Path | str) -> bytes:
     """The Part 10 bytes of the file minus its top-level Pixel Data element (see the module docstring)."""
     path = Path(src.path if isinstance(src, (Instance, VerbatimObject)) else src)
+    try:
+        return _header_bytes(path)
+    except (DicomReadError, OSError):
+        raise
+    except Exception as e:  # pydicom re-encoding a damaged element raises many kinds
+        raise InvalidHeaderError(path, f"header cannot be written again: {type(e).__name__}: {e}") from e
+
+
+def _header_bytes(path: Path) -> bytes:
     ds = load_header(path)
     if is_deflated(ds):
         return _reencoded_without_pixels(path)

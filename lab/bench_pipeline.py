@@ -109,6 +109,9 @@ def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    # the trivial flow waits for its temporary server as long as medzip does (flows/__init__.py); Prefect's own 20 s
+    # default is often too short on a busy 2-core machine
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     env.update(MEDZIP_HOME=str(home), PREFECT_HOME=str(home / "prefect"), TF_CPP_MIN_LOG_LEVEL="2",
                PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))

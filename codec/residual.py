@@ -32,6 +32,7 @@ import numpy as np
 from codec import residual_entropy as ent
 from codec import residual_scan as scan
 from codec.errors import ResidualError
+from codec.robust_fit import l1_fit
 from codec.values import check_fits, value_range
 
 
@@ -124,29 +125,12 @@ def _fixed_rule(cols: list[np.ndarray]) -> np.ndarray:
 
 
 def _fit(cols: list[np.ndarray], target: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Robust (L1 by reweighted least squares) weights on a subsample, as integers at scale 2**_SHIFT.
-
-    The last weight is the constant. L1 rather than L2 so a few strong edges cannot pull the predictor away from
-    the bulk of the pixels (synthetic images and sharp borders otherwise ruin it).
-    """
+    """Robust (L1, codec/robust_fit.py) weights on a subsample, as integers at scale 2**_SHIFT; the last weight is
+    the constant."""
     pick = idx[:: max(1, idx.size // 8000)]
     x = np.stack([c.ravel()[pick].astype(np.float64) for c in cols] + [np.ones(pick.size)], axis=1)
     y = target.ravel()[pick].astype(np.float64)
-    sw = np.ones(pick.size)
-    w = np.zeros(x.shape[1])
-    for _ in range(3):
-        # einsum, not BLAS: multi-threaded BLAS on a loaded 2-core machine is 100x slower for these sizes
-        xw = x * sw[:, None]
-        gram = np.einsum("ni,nj->ij", xw, x, optimize=False)
-        gram[np.diag_indices_from(gram)] += 1e-6 * (np.trace(gram) / len(gram) + 1.0)
-        try:
-            w_new = np.linalg.solve(gram, np.einsum("ni,n->i", xw, y, optimize=False))
-        except np.linalg.LinAlgError:
-            break
-        if not np.all(np.isfinite(w_new)):
-            break
-        w = w_new
-        sw = 1.0 / np.maximum(np.abs(y - np.einsum("ni,i->n", x, w, optimize=False)), 1.0)
+    w = l1_fit(x, y)
     wi = np.clip(np.round(w[:-1] * (1 << _SHIFT)), -_WMAX, _WMAX)
     const = np.clip(np.round(w[-1] * (1 << _SHIFT)), -_CMAX, _CMAX)
     return np.append(wi, const).astype(np.int64)

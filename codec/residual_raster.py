@@ -23,6 +23,7 @@ import numpy as np
 
 from codec import raster_kernels as K
 from codec.errors import ResidualError
+from codec.robust_fit import l1_fit
 from codec.values import check_fits, value_range
 
 MAGIC = b"MZR2"
@@ -61,20 +62,7 @@ def _fit(near: np.ndarray, target: np.ndarray) -> np.ndarray:
     ref = near[:, 1:2]  # N: the weights of the others act on differences from it
     x = np.delete(near - ref, 1, axis=1)
     y = target - ref[:, 0]
-    sw, w = np.ones(y.size), np.zeros(x.shape[1])
-    for _ in range(3):
-        # einsum, not BLAS: multi-threaded BLAS on a loaded 2-core machine is far slower for these sizes
-        xw = x * sw[:, None]
-        gram = np.einsum("ni,nj->ij", xw, x, optimize=False)
-        gram[np.diag_indices_from(gram)] += 1e-6 * (np.trace(gram) / len(gram) + 1.0)
-        try:
-            w_new = np.linalg.solve(gram, np.einsum("ni,n->i", xw, y, optimize=False))
-        except np.linalg.LinAlgError:
-            break
-        if not np.all(np.isfinite(w_new)):
-            break
-        w = w_new
-        sw = 1.0 / np.maximum(np.abs(y - x @ w), 1.0)
+    w = l1_fit(x, y)
     wi = np.clip(np.round(w * (1 << K.SHIFT)), -(16 << K.SHIFT), 16 << K.SHIFT).astype(np.int64)
     return np.insert(wi, 1, (1 << K.SHIFT) - int(wi.sum()))
 

@@ -60,7 +60,9 @@ def test_three_slices_end_to_end(tmp_path, prefect_server):
     for key in ("wall_s", "peak_rss_mb", "peak_tree_rss_mb", "slices_per_s", "flow_s", "load"):
         assert math.isfinite(m[key]) and m[key] > 0, key
     assert m["prefect_start_s"] == 0.0 and r["prefect_startup"] is None
-    assert m["peak_tree_rss_mb"] >= m["peak_rss_mb"] * 0.5 and m["peak_rss_mb"] > 100  # TensorFlow alone is more
+    # wait4's figure covers every descendant the child waited for (Prefect's server included), the sampled tree
+    # figure can miss a short peak: both are real memory of the run, neither bounds the other
+    assert m["peak_tree_rss_mb"] > 100 and m["peak_rss_mb"] > 100
     assert c["wall_s"] > 0 and c["ratio"] > 1.5 and "dcmtk" in r
     assert r["ratio_wall"] == pytest.approx(m["wall_s"] / c["wall_s"])
     assert r["ratio_flow_only"] == pytest.approx(m["flow_s"] / c["wall_s"])

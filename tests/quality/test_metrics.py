@@ -73,3 +73,15 @@ def test_psnr_does_not_depend_on_the_container():
     assert metrics.psnr_full_scale(ct, noisy, 16) > metrics.psnr(ct, noisy) + 20, "full scale is ~25 dB looser"
     flat = np.full((8, 8), 7)
     assert metrics.psnr_peak(flat) == 1.0 and math.isclose(metrics.psnr(flat, flat + 1), 0.0)
+
+
+def test_an_exact_decode_gets_the_exact_figures_and_a_one_value_change_is_measured():
+    from quality.metrics import figures
+
+    rng = np.random.default_rng(5)
+    original = rng.integers(0, 4096, (64, 64))
+    assert figures(original, original.copy(), 12) == {"psnr": math.inf, "ssim": 1.0, "max_error": 0}
+    changed = original.copy()
+    changed[10, 10] += 1
+    f = figures(original, changed, 12)
+    assert f["max_error"] == 1 and math.isfinite(f["psnr"]) and f["ssim"] < 1.0

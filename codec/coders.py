@@ -112,16 +112,27 @@ class LossyCoder(Coder):
 _PROBE = 128  # side of the centre crop on which the two residual layers are compared
 
 
-def _residual_layer(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool):
-    """The residual layer that codes this slice in fewer bytes, judged on a centre crop: version 2 (raster, fast)
-    wins on most CT and MR; version 1 (interleaved levels) on very smooth slices at k > 0 and on slices with a
-    pixel-parity structure (upsampled, interleaved). Both crops cost a few tens of ms."""
+def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool):
+    """The residual layer that codes a centre crop of the slice in fewer bytes: version 2 (raster, fast) wins on
+    most CT and MR; version 1 (interleaved levels) on very smooth slices at k > 0."""
     rows, cols = values.shape
     r0, c0 = max(0, (rows - _PROBE) // 2), max(0, (cols - _PROBE) // 2)
     crop = np.ascontiguousarray(values[r0 : r0 + _PROBE, c0 : c0 + _PROBE])
     base = recon[: crop.shape[0], : crop.shape[1]]
     sizes = [len(layer.encode_residual(crop, base, k, bits, signed)) for layer in (residual_raster, residual)]
     return residual if sizes[1] < sizes[0] else residual_raster
+
+
+def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
+    """Version 2 of the residual layer, or version 1 where that is smaller: for k > 0 judged on a 128² centre
+    probe (a few tens of ms); lossless, only when version 2 finds a pixel-parity structure (upsampled, interleaved
+    slices), by coding the slice with both. A plain lossless slice pays for version 2 alone."""
+    if k > 0 and _probe(values, recon, k, bits, signed) is residual:
+        return residual.encode_residual(values, recon, k, bits, signed)
+    res = residual_raster.encode_residual(values, recon, k, bits, signed)
+    if k == 0 and residual_raster.weight_sets(res) > 1:
+        res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
+    return res
 
 
 @register
@@ -136,13 +147,12 @@ class ResidualCoder(Coder):
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
         (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
-        The residual layer is stream version 2, or version 1 where that is smaller (_residual_layer).
+        The residual layer is stream version 2, or version 1 where that is smaller (_residual_stream).
         """
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
         head = replace(h, rate_point=NO_LATENTS, recon_sha=bitstream.recon_digest(recon))
-        layer = _residual_layer(s.values, recon, k, h.bits_stored, h.signed)
-        res = layer.encode_residual(s.values, recon, k, h.bits_stored, h.signed)
+        res = _residual_stream(s.values, recon, k, h.bits_stored, h.signed)
         return bitstream.pack(bitstream.Payload(head, [], res))
 
     def decode(self, p, model, grid, vmin, vmax, exact):

@@ -124,13 +124,13 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
-    """Version 2 of the residual layer, or version 1 where that is smaller: for k > 0 judged on a 128² centre
-    probe (a few tens of ms); lossless, only when version 2 finds a pixel-parity structure (upsampled, interleaved
-    slices), by coding the slice with both. A plain lossless slice pays for version 2 alone."""
+    """Version 2 of the residual layer, or version 1 where a 128² centre probe (a few tens of ms) says it is smaller:
+    for k > 0 always; lossless only when version 2 finds a pixel-parity structure (upsampled, interleaved slices),
+    so a plain lossless slice pays for version 2 alone."""
     if k > 0 and _probe(values, recon, k, bits, signed) is residual:
         return residual.encode_residual(values, recon, k, bits, signed)
     res = residual_raster.encode_residual(values, recon, k, bits, signed)
-    if k == 0 and residual_raster.weight_sets(res) > 1:
+    if k == 0 and residual_raster.weight_sets(res) > 1 and _probe(values, recon, k, bits, signed) is residual:
         res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
     return res
 

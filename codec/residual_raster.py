@@ -69,7 +69,9 @@ def _fit(near: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def _cost(near: np.ndarray, target: np.ndarray, weights: np.ndarray, step: int) -> float:
     """Proxy for the coded size of a fit's residuals: sum of log2(1 + |q|)."""
-    pred = np.floor((near @ weights + (1 << (K.SHIFT - 1))) / (1 << K.SHIFT))
+    # einsum, not BLAS (see codec/robust_fit.py)
+    pred = np.floor((np.einsum("ni,i->n", near, weights.astype(np.float64), optimize=False) + (1 << (K.SHIFT - 1)))
+                    / (1 << K.SHIFT))
     return float(np.log2(1.0 + np.abs(target - pred) / step).sum())
 
 

@@ -197,10 +197,20 @@ def main(argv: list[str] | None = None) -> None:
                 outcome, what = dicom_case(sources[k], case_seed(args.seed, i), work)
             else:
                 outcome, what = archive_case(sources[k], case_seed(args.seed, i), work, originals[k], config)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            rss = _peak_rss()
             out.write(json.dumps({"case": i, "source": str(args.sources[k].name), "mutation": what, "outcome": outcome,
                                   "seconds": round(time.monotonic() - t0, 3), "max_rss": rss}) + "\n")
             out.flush()
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory (VmHWM), in bytes. Not getrusage's ru_maxrss: Linux keeps that across
+    fork and exec, so a driver forked from a pytest worker that had loaded TensorFlow reported the worker's 1 GB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _limit_memory() -> None:

@@ -69,7 +69,6 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
     lo, hi = int(v64.min()), int(v64.max())
     if hi <= lo:
         hi = lo + 1
-    x = ((v64 - lo) / (hi - lo)).astype(np.float32)
     tile = min(int(tile), 64 * -(-max(values.shape) // 64))  # a small slice gets one small tile
     grid = tiles.Grid(values.shape[0], values.shape[1], tile)
     header = bitstream.Header(
@@ -77,7 +76,7 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
         bits_stored=int(bits_stored), signed=bool(signed), rows=values.shape[0], cols=values.shape[1], tile=tile,
         lo=lo, hi=hi, values_sha=bitstream.values_digest(v64),
     )
-    return coder.encode(coders.Slice(v64, x, grid, header, vmin, vmax), model, mode)
+    return coder.encode(coders.Slice(v64, grid, header, vmin, vmax), model, mode)
 
 
 def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int, signed: bool) -> list[bytes]:

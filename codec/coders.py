@@ -9,6 +9,7 @@ Adding a mode kind = a `Coder` subclass registered here (plus its kind in codec.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -20,14 +21,19 @@ from codec.modes import Mode
 
 @dataclass(frozen=True)
 class Slice:
-    """One frame on its way in: stored values (int64), normalised floats, tile grid, the payload header so far."""
+    """One frame on its way in: stored values (int64), tile grid, the payload header so far."""
 
     values: np.ndarray
-    x: np.ndarray
     grid: tiles.Grid
     header: bitstream.Header
     vmin: int
     vmax: int
+
+    @cached_property
+    def x(self) -> np.ndarray:
+        """The values normalised to 0..1 by the header's lo/hi: what the learned layer codes (lossy only)."""
+        h = self.header
+        return ((self.values - h.lo) / (h.hi - h.lo)).astype(np.float32)
 
 
 class Coder:

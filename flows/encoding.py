@@ -39,28 +39,14 @@ def codec_name(payload: bytes) -> str:
 
 
 def _encode_group(frames: list[np.ndarray], mode: Mode, inst: Instance) -> list[bytes]:
-    """Encode frames of one instance at one mode: the codec's batch call when it has one."""
-    batch = getattr(codec_api, "encode_many", None)
-    if batch is not None and len(frames) > 1:
-        return list(batch(frames, mode, inst.pixel.bits_stored, inst.pixel.signed))
+    """Encode frames of one instance at one mode."""
     return [codec_api.encode(f, mode, inst.pixel.bits_stored, inst.pixel.signed) for f in frames]
-
-
-def _frame_modes(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[Mode]:
-    if isinstance(policy, Mode):
-        return [policy] * len(frames)
-    return [auto.first_mode(f, gate, metrics.psnr_peak(f)) for f in frames]
 
 
 def _encode_frames(frames: list[np.ndarray], policy: Mode | Auto, gate, inst: Instance) -> list[tuple[Mode, bytes]]:
     """Each frame's mode (the policy's, or `auto`'s choice for it under `gate`) and payload."""
-    modes = _frame_modes(frames, policy, gate, inst)
-    out: list[tuple[Mode, bytes] | None] = [None] * len(frames)
-    for mode in set(modes):
-        idx = [i for i, m in enumerate(modes) if m == mode]
-        for i, payload in zip(idx, _encode_group([frames[i] for i in idx], mode, inst)):
-            out[i] = (mode, payload)
-    return out  # type: ignore[return-value]
+    modes = [policy if isinstance(policy, Mode) else auto.first_mode(f, gate, metrics.psnr_peak(f)) for f in frames]
+    return [(mode, _encode_group([f], mode, inst)[0]) for f, mode in zip(frames, modes)]
 
 
 @task(name="encode-chunk")

@@ -42,16 +42,17 @@ def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
 
 
-def _samples(values: np.ndarray, k: int, parity: tuple[int, int] | None, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours (with the decoder's error for k > 0) and targets at _SAMPLE pixels, of one parity class or all."""
+def _samples(values: np.ndarray, padded: np.ndarray, k: int, parity: tuple[int, int] | None, rng
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours (with the decoder's error for k > 0) and targets at _SAMPLE pixels, of one parity class or all.
+    `padded` is `values` edge-padded by K.PAD above and on both sides."""
     rows, cols = values.shape
-    padded = np.pad(values.astype(np.float64), ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
     if parity is None:
         ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
     else:
         ii = parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, _SAMPLE)
         jj = parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, _SAMPLE)
-    near = np.stack([padded[ii + K.PAD + di, jj + K.PAD + dj] for di, dj in K.OFFSETS], axis=1)
+    near = padded[(ii + K.PAD)[:, None] + K.OFFSETS[:, 0], (jj + K.PAD)[:, None] + K.OFFSETS[:, 1]].astype(np.float64)
     if k:  # for k > 0 the neighbours carry the decoder's error, so the fit does not lean on what it blurs
         near += rng.integers(-k, k, near.shape, endpoint=True)
     return near, values[ii, jj].astype(np.float64)
@@ -80,11 +81,12 @@ def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
     parity) when that is cheaper by the proxy, as on interleaved or upsampled images."""
     rng = np.random.default_rng(0)
     step = 2 * k + 1
-    near, target = _samples(values, k, None, rng)
+    padded = np.pad(values, ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
+    near, target = _samples(values, padded, k, None, rng)
     one = _fit(near, target)[None, :]
     if min(values.shape) < 8:
         return one
-    classes = [_samples(values, k, (a, b), rng) for a in (0, 1) for b in (0, 1)]
+    classes = [_samples(values, padded, k, (a, b), rng) for a in (0, 1) for b in (0, 1)]
     four = np.stack([_fit(n, t) for n, t in classes])
     cost_one = sum(_cost(n, t, one[0], step) for n, t in classes)
     cost_four = sum(_cost(n, t, w, step) for (n, t), w in zip(classes, four)) + _WEIGHT_BITS * 3 * K.N_NEIGHBOURS

@@ -14,14 +14,14 @@ from configs import Config
 from dicom_io import Study
 from flows import artifacts
 from flows.chunks import chunks_of
-from flows.encoding import encode_chunk, reencode_frames
+from flows import workers
+from flows.chunk_work import EncodedFrame
+from flows.encoding import encode_chunk, verify_frames
 from flows.ingest import Ingested, beside, claim_key, hash_inputs, ingest, policy_of
-from flows.measuring import verify_frames
 from flows.outcomes import ArchiveOutcome, failed_outcome, unplaced_outcome
 from flows.runners import task_runner_for
 from flows.window import bounded_map
 from quality.auto import Auto
-from quality.escalation import next_mode
 from quality.metrics import METRICS, PSNR_DEFINITION
 from quality.records import FrameId, FrameQuality
 from quality.summaries import study_summary
@@ -31,23 +31,26 @@ HEADER_FORMAT = "dicom-part10-no-pixels"
 
 # ---- write ----------------------------------------------------------------------------------------------------
 
-def write_archive(path: Path, study: Study, config: Config, mode: Mode | Auto, content_hash: str, meta: dict) -> dict:
-    """Encode every frame (bounded window of chunk tasks) and stream the payloads into a new archive file.
-    Returns {SOP Instance UID: (series index, instance index)}."""
+def write_archive(path: Path, study: Study, config: Config, policy: Mode | Auto, content_hash: str, meta: dict
+                  ) -> tuple[dict[str, tuple[int, int]], dict[FrameId, EncodedFrame]]:
+    """Encode every frame (bounded window of chunk tasks; failing frames escalated there) and stream the payloads,
+    the quality table measured at encode included, into a new archive file, written once.
+    Returns ({SOP Instance UID: (series index, instance index)}, {frame: its EncodedFrame without payload})."""
     from archive import ArchiveWriter
+    from codec.api import codec_identity
     from dicom_io import read_verbatim_bytes
 
     window = 2 * config.runner.max_workers
     keys: dict[str, tuple[int, int]] = {}
+    encoded_frames: dict[FrameId, EncodedFrame] = {}
     series_index: dict[str, int] = {}
-    chunks = chunks_of(study)
-    from codec.api import codec_identity
-
-    with ArchiveWriter(path, study_uid=study.study_instance_uid, codec=codec_identity(), mode=str(mode),
+    processes = workers.processes_for(config.runner)
+    with ArchiveWriter(path, study_uid=study.study_instance_uid, codec=codec_identity(), mode=str(policy),
                        content_hash=content_hash, meta=meta) as writer:
         for series in study.series:
             series_index[series.series_instance_uid] = writer.add_series(series.series_instance_uid, series.modality)
-        inputs = ({"chunk": c, "mode": mode, "gate": config.gate_for(c.modality)} for c in chunks)
+        inputs = ({"chunk": c, "policy": policy, "gate": config.gate_for(c.modality),
+                   "ceiling": config.codec.escalate_to, "processes": processes} for c in chunks_of(study))
         for encoded in bounded_map(encode_chunk, inputs, window):
             s = series_index[encoded.chunk.series_uid]
             by_uid = {}
@@ -65,63 +68,33 @@ def write_archive(path: Path, study: Study, config: Config, mode: Mode | Auto, c
             for ef in encoded.frames:
                 writer.add_frame(by_uid[ef.sop_uid], ef.frame, ef.payload, codec=ef.codec, mode=str(ef.mode),
                                  values_sha256=ef.values_sha256)
+                ef.payload = b""  # written: memory holds the figures, not the study's payloads
+                encoded_frames[(ef.sop_uid, ef.frame)] = ef
         for series in study.series:
             for obj in series.verbatim:  # byte for byte
                 writer.add_verbatim(series_index[series.series_instance_uid], read_verbatim_bytes(obj),
                                     sop_instance_uid=obj.sop_instance_uid, sop_class_uid=obj.sop_class_uid,
                                     modality=obj.modality, reason=obj.reason)
-    return keys
+        writer.set_quality(quality_rows((ef.quality for ef in encoded_frames.values()), keys))
+    return keys, encoded_frames
 
 
-# ---- verify and escalate --------------------------------------------------------------------------------------
+# ---- verify from the file -------------------------------------------------------------------------------------
 
-def verify_archive_quality(path: Path, study: Study, config: Config,
-                           only: set[FrameId] | None = None) -> list[FrameQuality]:
-    """Decode from the written FILE and measure every frame (or only `only`), chunk by chunk."""
+def verify_archive_quality(path: Path, study: Study, config: Config, encoded: dict[FrameId, EncodedFrame]
+                           ) -> list[FrameQuality]:
+    """Decode every frame from the written FILE, chunk by chunk, and check it reproduces what encode measured."""
+    processes = workers.processes_for(config.runner)
     inputs = []
     for c in chunks_of(study):
-        mine = None
-        if only is not None:
-            uids = {i.sop_instance_uid for i in c.instances}
-            mine = sorted(k for k in only if k[0] in uids)
-            if not mine:
-                continue
-        inputs.append({"archive_path": str(path), "chunk": c, "gate": config.gate_for(c.modality), "only": mine})
+        expected = {(i.sop_instance_uid, f): (encoded[(i.sop_instance_uid, f)].decoded_sha256,
+                                              encoded[(i.sop_instance_uid, f)].quality)
+                    for i in c.instances for f in range(i.number_of_frames)}
+        inputs.append({"archive_path": str(path), "chunk": c, "expected": expected, "processes": processes})
     rows: list[FrameQuality] = []
     for part in bounded_map(verify_frames, inputs, 2 * config.runner.max_workers):
         rows.extend(part)
     return rows
-
-
-def escalate(path: Path, study: Study, config: Config, failing: list[FrameQuality],
-             keys: dict[str, tuple[int, int]]) -> dict[FrameId, Mode]:
-    """Re-encode each failing frame at its next stricter mode and rewrite the archive with them.
-    Returns {frame: new mode}; frames without a stricter mode allowed are left out."""
-    from archive import FrameKey, NewPayload, rewrite_archive
-
-    by_instance: dict[tuple[str, Mode], list[int]] = {}
-    new_modes: dict[FrameId, Mode] = {}
-    for q in failing:
-        if q.integrity:
-            continue  # a checksum or bound violation is a defect, not a quality shortfall
-        nxt = next_mode(q.mode, config.gate_for(q.modality), config.codec.escalate_to)
-        if nxt is None:
-            continue
-        by_instance.setdefault((q.sop_uid, nxt), []).append(q.frame)
-        new_modes[q.key] = nxt
-    if not new_modes:
-        return {}
-    instances = {i.sop_instance_uid: i for i in study.instances}
-    inputs = [{"inst": instances[uid], "frames": sorted(frames), "mode": mode}
-              for (uid, mode), frames in by_instance.items()]
-    replace = {}
-    for encoded in bounded_map(reencode_frames, inputs, 2 * config.runner.max_workers):
-        for ef in encoded:
-            s, i = keys[ef.sop_uid]
-            replace[FrameKey(s, i, ef.frame)] = NewPayload(ef.payload, codec=ef.codec, mode=str(ef.mode),
-                                                           values_sha256=ef.values_sha256)
-    rewrite_archive(path, frames=replace)
-    return new_modes
 
 
 def quality_rows(rows: Iterable[FrameQuality], keys: dict[str, tuple[int, int]]) -> list[dict]:
@@ -141,12 +114,12 @@ def _quarantine_reasons(rows: list[FrameQuality]) -> list[str]:
 MAX_LOGGED = 10  # slices named one by one in a log line; the rest are counted
 
 
-def _log_escalations(logger, uid: str, failing: list[FrameQuality], changed: dict[FrameId, Mode]) -> None:
-    """One line per escalated slice (the first MAX_LOGGED): its figures against the gate and the new mode."""
-    named = [q for q in failing if q.key in changed]
+def _log_escalations(logger, uid: str, rows: list[FrameQuality]) -> None:
+    """One line per escalated slice (the first MAX_LOGGED): why its first mode failed and the mode it stores."""
+    named = [q for q in rows if q.escalations]
     for q in named[:MAX_LOGGED]:
-        logger.info("study %s: SOP %s frame %d failed its gate at %s (%s); re-encoded at %s", uid, q.sop_uid,
-                    q.frame, q.mode, "; ".join(q.reasons), changed[q.key])
+        logger.info("study %s: SOP %s frame %d failed its gate at %s; re-encoded at %s", uid, q.sop_uid,
+                    q.frame, "; then ".join(q.history), q.mode)
     if len(named) > MAX_LOGGED:
         logger.info("study %s: %d more slice(s) failed their gate and were re-encoded at a stricter mode "
                     "(every figure is in the quality table and the audit)", uid, len(named) - MAX_LOGGED)
@@ -220,24 +193,14 @@ def archive_study_flow(paths: list[str], config: Config, study_uid: str | None =
                              frames=sum(i.number_of_frames for i in study.instances), verbatim=len(study.verbatim),
                              kept_as_received=got.kept, input_errors=got.input_errors)
     try:
-        # tile + compress + archive (into work/)
-        keys = write_archive(work, study, config, asked, key, meta)
-        # verify from the file, escalate what fails, verify the re-encoded frames again
-        rows = {q.key: q for q in verify_archive_quality(work, study, config)}
-        while True:
-            failing = [q for q in rows.values() if not q.passed]
-            if not failing:
-                break
-            changed = escalate(work, study, config, failing, keys)
-            if not changed:
-                break
-            _log_escalations(logger, uid, failing, changed)
-            for q in verify_archive_quality(work, study, config, only=set(changed)):
-                rows[q.key] = q.after(rows[q.key])
-        ordered = list(rows.values())
-        from archive import set_quality
+        # tile + compress + measure (+ escalate) + archive (into work/), then confirm every frame from the file
+        keys, encoded = write_archive(work, study, config, asked, key, meta)
+        ordered = verify_archive_quality(work, study, config, encoded)
+        _log_escalations(logger, uid, ordered)
+        if any(q.integrity for q in ordered):  # the file does not decode to what was measured: record why
+            from archive import set_quality
 
-        set_quality(work, quality_rows(ordered, keys))
+            set_quality(work, quality_rows(ordered, keys))
         verify_archive(work)  # every header, payload and verbatim checksum of the final file
     except Exception as exc:  # nothing half-done may look released, and nothing may block the next attempt
         logger.error("study %s: archiving failed: %s: %s", uid, type(exc).__name__, exc)
@@ -311,6 +274,7 @@ def archive_study(paths: Iterable[str | Path], config: Config, mode: Mode | None
     if mode is not None:
         config = config.with_mode(mode)
     flow_ = archive_study_flow.with_options(task_runner=task_runner_for(config))
+    workers.warm_up(workers.processes_for(config.runner))  # their imports overlap Prefect's start
     return flow_([str(p) for p in paths], config, study_uid, retry_quarantined)
 
 

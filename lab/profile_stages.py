@@ -100,7 +100,7 @@ def instrument(st: Stages) -> None:
     SubprocessASGIServer.start = st.stage("prefect server start", SubprocessASGIServer.start)
     af.archive_paths = st.stage("archive_paths", af.archive_paths)
     for name, stage in (("ingest", "ingest"), ("hash_inputs", "ingest"), ("write_archive", "encode + write"),
-                        ("verify_archive_quality", "verify (decode + metrics)"), ("escalate", "escalate")):
+                        ("verify_archive_quality", "verify (decode from the file)")):
         setattr(af, name, st.stage(stage, getattr(af, name)))
     for name in ("set_quality", "verify_archive", "atomic_move"):
         setattr(archive, name, st.stage("release", getattr(archive, name)))
@@ -128,7 +128,7 @@ def report(st: Stages, total: float, command_start: float, cpu: dict) -> dict:
     stages = {"imports + set-up (before the command)": command_start}
     stages["prefect server start"] = st.wall.get("prefect server start", 0.0)
     inner = sum(v for k, v in st.wall.items() if k not in ("archive_paths", "prefect server start"))
-    for k in ("ingest", "encode + write", "verify (decode + metrics)", "escalate", "release"):
+    for k in ("ingest", "encode + write", "verify (decode from the file)", "release"):
         stages[k] = st.wall.get(k, 0.0)
     scan = st.parts.get(("archive_paths", "scan headers (read_studies)"), 0.0)
     stages["header scan before the flow"] = scan
@@ -142,7 +142,8 @@ def report(st: Stages, total: float, command_start: float, cpu: dict) -> dict:
 
 
 def print_report(r: dict) -> None:
-    print(f"total wall {r['total_s']:.1f} s; CPU: this process {r['cpu']['self_s']:.1f} s, Prefect server "
+    print(f"total wall {r['total_s']:.1f} s; CPU: this process {r['cpu']['self_s']:.1f} s, its children (Prefect "
+          "server, worker processes) "
           f"{r['cpu'].get('children_s', float('nan')):.1f} s; load {r['cpu']['load']:.2f}")
     for k, v in r["stages_s"].items():
         print(f"  {k:40s} {v:8.2f} s  {100 * v / r['total_s']:5.1f} %")
@@ -150,7 +151,22 @@ def print_report(r: dict) -> None:
             print(f"      {part:36s} {p['thread_s']:8.2f} thread-s {p['cpu_s']:8.2f} CPU-s  ({p['calls']} calls)")
 
 
-def run(study_dir: str) -> dict:
+def _config_with_processes(processes: str) -> str:
+    """A copy of the bundled config with runner.processes set (0: the work in this process, so every part is seen)."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "configs" / "default.toml").read_text()
+    value = '"auto"' if processes == "auto" else str(int(processes))
+    text, n = re.subn(r'(?m)^processes = .*$', f"processes = {value}", text)
+    assert n == 1, "configs/default.toml has no runner.processes line"
+    path = Path(tempfile.mkdtemp()) / "config.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def run(study_dir: str, processes: str = "auto") -> dict:
     import psutil
 
     st = Stages()
@@ -172,7 +188,8 @@ def run(study_dir: str) -> dict:
     af.archive_paths = with_children
     t_cmd = time.perf_counter()
     try:
-        app(["archive", study_dir, "--mode", "lossless", "--json"], standalone_mode=False)
+        app(["archive", study_dir, "--mode", "lossless", "--json", "-c", _config_with_processes(processes)],
+            standalone_mode=False)
     except SystemExit:
         pass
     end = time.perf_counter()
@@ -214,6 +231,9 @@ def main(argv=None) -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--pyspy", default=None, help="summarise this py-spy raw file instead")
     ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--processes", default="auto",
+                    help="runner.processes: 'auto' (as shipped) or 0, which keeps the codec work in this process so "
+                         "its parts are timed (with worker processes only the stages' wall times are)")
     a = ap.parse_args(argv)
     if a.pyspy:
         r = pyspy_top(a.pyspy, a.top)
@@ -226,7 +246,7 @@ def main(argv=None) -> None:
     else:
         if not a.study:
             ap.error("a study folder (or --pyspy RAW)")
-        r = run(a.study)
+        r = run(a.study, a.processes)
         print_report(r)
     if a.json:
         with open(a.json, "w") as f:

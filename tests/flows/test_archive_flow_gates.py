@@ -162,3 +162,27 @@ def test_auto_stores_each_slice_at_the_largest_k_its_gate_admits(prefect_server,
         assert q.max_error <= 30 and q.ssim >= 0.99 and q.psnr >= 50.0
     assert sum(q.payload_bytes for q in quality) < 0.6 * lossless_bytes
     assert str(AUTO) == auto_outcome.mode_asked
+
+
+def test_a_file_that_does_not_decode_to_the_measured_values_quarantines(prefect_server, tmp_path, monkeypatch):
+    """The figures are measured at encode; the decode from the written file must reproduce those values exactly."""
+    from archive import ArchiveReader
+
+    from flows import chunk_work
+    from flows.archive_flow import archive_study
+
+    real = chunk_work._measure
+
+    def measured_elsewhere(*args, **kwargs):
+        judged, digest = real(*args, **kwargs)
+        return judged, "0" * 64
+
+    monkeypatch.setattr(chunk_work, "_measure", measured_elsewhere)
+    config = make_config(tmp_path, mode="near-lossless:2", gates={"default": Gate()})
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20005", [_find("CT_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "quarantined" and outcome.escalated == 0
+    assert any("does not reproduce the measured values" in r for r in outcome.reasons), outcome.reasons
+    with ArchiveReader(outcome.archive) as r:
+        (q,) = r.quality()
+    assert not q.gate_passed and "does not reproduce the measured values" in " ".join(q.gate_reasons)

@@ -96,7 +96,7 @@ def test_a_failed_run_leaves_the_study_claimable_and_another_mode_is_a_new_versi
                                                                                      monkeypatch):
     from archive import Catalog
     from archive.summary import archive_summary
-    from flows import encoding
+    from flows import chunk_work
     from flows.archive_flow import archive_paths
 
     uid = "1.2.826.0.1.3680043.8.498.62003"
@@ -106,7 +106,7 @@ def test_a_failed_run_leaves_the_study_claimable_and_another_mode_is_a_new_versi
     def broken(*args, **kwargs):
         raise RuntimeError("the disk went away")
 
-    monkeypatch.setattr(encoding, "_encode_group", broken)
+    monkeypatch.setattr(chunk_work, "encode_frame", broken)
     (failed,) = archive_paths([tmp_path / "in"], config)
     assert failed["status"] == "failed" and "the disk went away" in failed["reasons"][0]
     (rec,) = Catalog.from_config(config).find_by_study(uid)

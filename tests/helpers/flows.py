@@ -52,7 +52,7 @@ def make_config(home: Path, mode: str = "lossless", gates: dict[str, Gate] | Non
         codec=CodecSettings(mode=mode, escalate_to=escalate_to),
         gates=gates or {"default": Gate(psnr_min=40.0, ssim_min=0.95)},
         schedule=Schedule(**schedule) if schedule else Schedule(),
-        runner=runner or Runner(kind="thread", max_workers=2),
+        runner=runner or Runner(kind="thread", max_workers=2, processes=0),
     )
 
 

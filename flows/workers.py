@@ -1,0 +1,86 @@
+"""Worker processes for the flows' CPU work (encode, decode, measure), so a study uses every core.
+
+Why processes: the codec's numba kernels and constriction hold the GIL, so the task runner's threads take turns on
+one core. The Prefect tasks stay in their threads and hand the work of a chunk to this pool; Prefect's own
+ProcessPoolTaskRunner would start a Prefect client in every worker (seconds per worker) and cannot be warmed up
+while Prefect's server starts. The pool is one per process, started at most once (`warm_up` starts it ahead of the
+flow, so its imports overlap Prefect's start-up), and reused by every study this process archives.
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_size = 0
+
+
+def processes_for(runner) -> int:
+    """The number of worker processes a config's runner asks for: `processes = "auto"` is one per core this process
+    may use; 0 runs the work in the task's own thread, as does a Dask runner (its workers are processes already)."""
+    if runner.kind != "thread":
+        return 0
+    setting = runner.processes
+    if setting == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(setting)
+
+
+def _import_work_modules() -> None:
+    """Worker start-up: import what the work needs (and load the compiled kernels) before the first chunk."""
+    import codec.api  # noqa: F401
+    import codec.raster_kernels  # noqa: F401
+    import dicom_io  # noqa: F401
+    import flows.chunk_work  # noqa: F401
+
+
+def _pool_of(n: int) -> ProcessPoolExecutor:
+    global _pool, _size
+    with _lock:
+        if _pool is None or _size != n:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            # forkserver: a clean interpreter forks the workers (no copy of Prefect's threads and locks, no re-run of
+            # the command's __main__ as spawn would do)
+            context = multiprocessing.get_context("forkserver")
+            _pool, _size = ProcessPoolExecutor(n, mp_context=context, initializer=_import_work_modules), n
+        return _pool
+
+
+def warm_up(n: int) -> None:
+    """Start `n` workers now (no-op for 0): their imports run while the caller does other work."""
+    if n > 0:
+        pool = _pool_of(n)
+        for _ in range(n):
+            pool.submit(int)
+
+
+def run(n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in one of `n` worker processes (fn and args must pickle), or right here when n is 0. A worker
+    that dies (killed, out of memory) fails this call with BrokenProcessPool and the next call gets a new pool."""
+    global _pool
+    if n <= 0:
+        return fn(*args)
+    pool = _pool_of(n)
+    try:
+        return pool.submit(fn, *args).result()
+    except BrokenProcessPool:
+        with _lock:
+            if _pool is pool:
+                _pool = None
+        raise
+
+
+@atexit.register
+def shutdown() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None

@@ -1,0 +1,50 @@
+"""flows.chunk_work: a chunk encoded, measured and escalated in one pass, each input frame read once."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.modes import Mode
+from configs import Gate
+from tests.helpers.flows import _find, codec_has, write_study
+
+
+def _chunk(tmp_path: Path, uid: str):
+    from dicom_io import read_studies
+    from flows.chunks import chunks_of
+
+    files = write_study(tmp_path / "in", uid, [_find("CT_small.dcm")])
+    (chunk,) = chunks_of(read_studies(files).studies[0])
+    return chunk
+
+
+def test_near_lossless_frames_are_measured_on_their_decode(tmp_path):
+    from archive import values_sha256
+    from codec import api
+    from dicom_io import iter_frames
+    from flows.chunk_work import encode_chunk
+
+    chunk = _chunk(tmp_path, "1.2.826.0.1.3680043.8.498.40001")
+    (ef,) = encode_chunk(chunk, Mode.parse("near-lossless:4"), Gate(), Mode.lossless()).frames
+    (original,) = list(iter_frames(chunk.instances[0]))
+    decoded = api.decode(ef.payload)
+    assert ef.decoded_sha256 == values_sha256(decoded, original.dtype) != ef.values_sha256
+    assert ef.values_sha256 == values_sha256(original)
+    assert ef.quality.max_error == int(np.abs(decoded.astype(int) - original).max()) <= 4
+    assert ef.quality.payload_bytes == len(ef.payload) and ef.quality.passed
+
+
+def test_a_failing_frame_is_escalated_before_the_archive_is_written(tmp_path):
+    if not codec_has("lossy:0"):
+        pytest.skip("no lossy mode in the installed codec")
+    from flows.chunk_work import encode_chunk
+
+    chunk = _chunk(tmp_path, "1.2.826.0.1.3680043.8.498.40002")
+    gate = Gate(psnr_min=45.0, max_error_max=2)
+    (ef,) = encode_chunk(chunk, Mode.parse("lossy:0"), gate, Mode.lossless()).frames
+    assert ef.mode == Mode.parse("near-lossless:2") and ef.quality.mode == ef.mode
+    assert ef.quality.escalations == [Mode.parse("lossy:0")] and ef.quality.history[0].startswith("lossy:0: ")
+    assert ef.quality.passed and ef.quality.max_error <= 2
+    # the ceiling stops the ladder: a frame that still fails is returned failing, at the last mode allowed
+    (stuck,) = encode_chunk(chunk, Mode.parse("lossy:0"), Gate(psnr_min=1000.0), Mode.parse("lossy:0")).frames
+    assert stuck.mode == Mode.parse("lossy:0") and not stuck.quality.passed and not stuck.quality.escalations

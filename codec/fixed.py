@@ -9,10 +9,20 @@ integers; we compute it with float64 BLAS, which is exact because every product 
 of magnitude < 2**53 (checked per layer at export: sum|w_int| * ACT_MAX + |bias| < 2**53, and activations are
 saturated at +-ACT_MAX), so the summation order BLAS picks cannot change the result. Rescaling is a floor
 division by a power of two (exact in float64). The network output is therefore the same integer array everywhere.
+
+The decoder's synthesis (synthesis_plane) computes the same integers faster: the whole slice at once instead of
+tiles with margins, each 3x3 conv as Winograd F(2x2, 3x3) with integer transforms (16 GEMMs over the channels
+instead of 36 multiplies per 2x2 outputs; its own bound, checked per layer when first used, keeps it below 2**53:
+about 2**48.7 for the shipped weights), element-wise steps fused in numba (codec/fixed_kernels.py), single-threaded
+GEMMs split over the cores by rows (codec/blas.py). synthesis() is the definition it is tested against.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+from codec import blas
 
 FW = 14  # fractional bits of conv weights
 FA = 16  # fractional bits of activations
@@ -46,8 +56,8 @@ def _sat(a: np.ndarray) -> np.ndarray:
 def conv3x3(x: np.ndarray, layer: dict) -> np.ndarray:
     """'same' stride-1 conv (odd kernel) on (B, H, W, C) integer-valued float64 activations (scale 2**FA).
 
-    im2col, one BLAS matmul per image: the earlier one-matmul-per-tap form made ~250 small calls per slice, and
-    each is a thread hand-off in OpenBLAS that stalls when other work holds the cores (decode 5x slower under load).
+    im2col, one single-threaded BLAS matmul per image (codec/blas.py: OpenBLAS's own threads stall when other work
+    holds the cores). The hyper-synthesis runs this; the synthesis runs synthesis_plane.
     """
     w, b = layer["w"], layer["b"]
     bsz, h, wd, c = x.shape
@@ -63,7 +73,7 @@ def conv3x3(x: np.ndarray, layer: dict) -> np.ndarray:
             for dx in range(kw):
                 k = (dy * kw + dx) * c
                 cols[:, :, k : k + c] = xp[i, dy : dy + h, dx : dx + wd]
-        np.matmul(cols.reshape(-1, kh * kw * c), wmat, out=out[i].reshape(-1, cout))
+        blas.matmul(cols.reshape(-1, kh * kw * c), wmat, out[i].reshape(-1, cout))
     out += b
     return _sat(np.floor(out * (1.0 / (1 << FW))))
 
@@ -119,3 +129,152 @@ def synthesis(y: np.ndarray, inv_gain_fixed: np.ndarray, net: dict, mask: np.nda
             if m is not None:
                 a = a * m
     return a[..., 0]
+
+
+
+# ---------- the synthesis of a whole region at once (what the decoder runs) ----------
+
+def _conv_rows(xp: np.ndarray, wt: np.ndarray, acc: np.ndarray, r0: int, r1: int) -> None:
+    """Rows r0:r1 of a 3x3 conv of the zero-padded input xp (h + 3, wp, C), without im2col: on the flattened
+    padded rows, tap (dy, dx) reads the contiguous run starting at dy*wp + dx, so the conv is 9 GEMMs accumulated
+    in place. acc (h*wp, Cout) gets the sums without bias; columns from w on are wrap-around garbage.
+    Exact: every partial sum is one of the integers the export bounded below 2**53."""
+    wp, c = xp.shape[1], xp.shape[2]
+    flat = xp.reshape(-1, c)
+    out = acc[r0 * wp : r1 * wp]
+    for t in range(9):
+        dy, dx = divmod(t, 3)
+        blas.matmul(flat[(r0 + dy) * wp + dx : (r1 + dy) * wp + dx], wt[dy, dx], out, accumulate=t > 0)
+
+
+_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.float64)  # 2 G of Winograd F(2, 3)
+
+
+def _winograd(conv: dict) -> np.ndarray | None:
+    """The layer's weights transformed for Winograd F(2x2, 3x3), (16, C, Cout) integers U = (2G) w (2G)^T, or None
+    where the transform's sums could reach 2**53 for some input: its inputs B^T d B are sums of 4 activations
+    (<= 4 ACT_MAX), each product sum M over the channels is bounded by sum_c |U| * 4 ACT_MAX, and an output
+    A^T M A sums 9 of them (then /4, exact: it is 4x the integer convolution)."""
+    if "_winograd" not in conv:
+        w = conv["w"]
+        u = np.einsum("ay,bx,yxio->abio", _G2, _G2, w).reshape(16, w.shape[2], w.shape[3])
+        bound = 9 * np.abs(u).sum(axis=1).max() * 4 * ACT_MAX
+        ok = w.shape[:2] == (3, 3) and bound < EXACT and np.array_equal(u, np.round(u))
+        conv["_winograd"] = np.ascontiguousarray(u) if ok else None
+    return conv["_winograd"]
+
+
+CHUNK_TILES = 512  # Winograd 2x2 tiles per transform-GEMM-transform round: its arrays (a few MB) stay in cache
+
+
+class _Arena:
+    """Work arrays of one synthesis call, kept for the next call: fresh large arrays cost a page fault per 4 kB on
+    first touch (measured: a quarter of a 512² slice's synthesis). One idle arena per process (about 50 MB after a
+    512² slice, twice that after a band of BAND_LATENTS); a call that finds none takes a new one."""
+
+    _idle: list = []
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self.bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        n = int(np.prod(shape))
+        b = self.bufs.get(name)
+        if b is None or b.size < n:
+            b = self.bufs[name] = np.empty(n, np.float64)
+        return b[:n].reshape(shape)
+
+    def padded(self, name: str, shape: tuple, planar: bool) -> np.ndarray:
+        """A padded stage input whose border (row 0, the last rows, columns 0 and -1) is zero; the rest is
+        overwritten by the stage that fills it."""
+        a = self.get(name, shape)
+        v = a if planar else np.moveaxis(a, -1, 0)
+        v[:, 0] = 0.0
+        v[:, v.shape[1] - (1 if planar else 2) :] = 0.0
+        v[:, :, 0] = 0.0
+        v[:, :, -1] = 0.0
+        return a
+
+    @classmethod
+    def take(cls) -> "_Arena":
+        with cls._lock:
+            return cls._idle.pop() if cls._idle else cls()
+
+    def give(self) -> None:
+        with self._lock:
+            if not self._idle:
+                self._idle.append(self)
+
+
+def _stage(xp: np.ndarray, h: int, w: int, conv: dict, gd: dict, planar: bool, ws: _Arena, k: int) -> np.ndarray:
+    """conv -> rescale -> IGDN -> depth-to-space of one synthesis stage; returns the next stage's padded input."""
+    from codec import fixed_kernels as K
+
+    cin, cout = conv["w"].shape[2:]
+    c = cout // 4
+    x = ws.get("x", (h, w, cout))
+    ax = ws.get("ax", (h, w, cout))
+    norm = ws.get("norm", (h, w, cout))
+    h2, w2 = 2 * h, 2 * w
+    nxt = ws.padded(f"pad{k % 2}", (c, h2 + 2, w2 + 2) if planar else (h2 + 3, w2 + 2, c), planar)
+    u = _winograd(conv)
+    inv_w = 1.0 / (1 << FW)
+
+    def igdn(r0, r1):
+        blas.matmul(ax[r0:r1].reshape(-1, c), gd["g"], norm[r0:r1].reshape(-1, c))
+        K.igdn_to_space(x.reshape(h, w, 4, c), norm.reshape(h, w, 4, c), gd["b"], 1.0 / (1 << FA), 1.0 / (1 << FG),
+                        float(1 << 26), ACT_MAX, nxt, planar, r0, r1)
+
+    if u is None:  # weights whose Winograd sums could leave the exact range: the direct 9-tap conv
+        acc = ws.get("acc", (h * xp.shape[1], cout))
+
+        def rows(r0, r1, band):
+            _conv_rows(xp, conv["w"], acc, r0, r1)
+            K.rescale(acc.reshape(h, xp.shape[1], cout), conv["b"], inv_w, ACT_MAX, x, ax, r0, r1)
+            igdn(r0, r1)
+
+        blas.split_rows(rows, h, min_rows=max(1, 2048 // max(1, w)))
+        return nxt
+    tw = (w + 1) // 2
+
+    def tile_rows(t0, t1, band):
+        s, y = ws.get(f"s{band}", (4, 4, cin)), ws.get(f"y{band}", (4, cout))
+        step = max(1, CHUNK_TILES // tw)
+        for a in range(t0, t1, step):
+            b = min(t1, a + step)
+            v = ws.get(f"v{band}", (16, (b - a) * tw, cin))
+            m = ws.get(f"m{band}", (16, (b - a) * tw, cout))
+            K.winograd_in(xp, a, b, tw, v, s)
+            for p in range(16):
+                blas.matmul(v[p], u[p], m[p])
+            K.winograd_out(m, a, b, tw, conv["b"], inv_w, ACT_MAX, x, ax, y)
+            igdn(2 * a, min(h, 2 * b))
+
+    blas.split_rows(tile_rows, (h + 1) // 2, min_rows=max(1, 1024 // max(1, w)))
+    return nxt
+
+
+def synthesis_plane(y: np.ndarray, inv_gain_fixed: np.ndarray, net: dict) -> np.ndarray:
+    """Integer latents of a region (h, w, M) -> x_hat (16h, 16w) as integers at scale 2**FA.
+
+    Zero padding at the region's border in every stage, which is what synthesis() computes with the region's mask:
+    the whole slice's latents give synthesis()'s pixels (tests/codec/test_fixed.py), without the tiles' margins
+    computed twice, im2col copies, or a pass per element-wise step (codec/fixed_kernels.py fuses them)."""
+    from codec import fixed_kernels as K
+
+    h, w, m = y.shape
+    xp = np.zeros((h + 3, w + 2 + w % 2, m), np.float64)  # an odd width gets a zero column for the 2x2 tiles
+    xp[1 : h + 1, 1 : w + 1] = to_fixed(np.clip(y, -(1 << 24), 1 << 24), inv_gain_fixed)
+    ws = _Arena.take()
+    try:
+        for i in range(3):
+            xp = _stage(xp, h, w, net[f"gs_conv{i}"], net[f"gs_igdn{i}"], i == 2, ws, i)
+            h, w = 2 * h, 2 * w
+        conv = net["gs_conv3"]
+        out = np.empty((2 * h, 2 * w), np.float64)
+        blas.split_rows(lambda r0, r1, band: K.conv_to_pixels(xp, conv["w"], conv["b"], 1.0 / (1 << FW), ACT_MAX, out, r0,
+                                                        r1), h, min_rows=max(1, 8192 // max(1, w)))
+    finally:
+        ws.give()
+    return out

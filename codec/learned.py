@@ -21,7 +21,7 @@ from codec.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "medzip-hp-v1.npz"
-SYN_BATCH = 4  # tiles per synthesis call (bounds memory: activations of 4 tiles, im2col of one)
+BAND_LATENTS = 2048  # latents per exact synthesis call (bounds memory: about 50 kB of activations per latent)
 
 
 def _compile(fn):
@@ -149,12 +149,22 @@ class LearnedModel:
         idx = (ls - self.scale_l0 + self.scale_step // 2) // self.scale_step
         return np.clip(idx, 0, self.levels - 1)
 
-    def synthesise(self, y_windows: np.ndarray, q: int, mask: np.ndarray) -> np.ndarray:
-        """Integer latent windows (B, h, w, M) -> x_hat as integers at scale 2**FA (B, 16h, 16w)."""
-        out = []
-        for s in range(0, y_windows.shape[0], SYN_BATCH):
-            out.append(fixed.synthesis(y_windows[s : s + SYN_BATCH], self.inv_gain[q], self.fx, mask[s : s + SYN_BATCH]))
-        return np.concatenate(out).astype(np.int64)
+    def synthesise(self, y: np.ndarray, q: int) -> np.ndarray:
+        """Integer latents of a slice (hl, wl, M) -> x_hat as integers at scale 2**FA (16 hl, 16 wl), exact.
+
+        In bands of at most BAND_LATENTS latents with DEC_MARGIN rows of context (the receptive field is 1.875
+        latents), each band one fixed.synthesis_plane: the same integers as the tile windows of fixed.synthesis
+        (tests/codec/test_fixed.py), without computing each tile's margins again."""
+        hl, wl = y.shape[:2]
+        d, s = tiles.DEC_MARGIN, tiles.STRIDE
+        rows = max(1, BAND_LATENTS // max(1, wl))
+        out = np.empty((hl * s, wl * s), np.int64)
+        for r0 in range(0, hl, rows):
+            r1 = min(hl, r0 + rows)
+            a0, a1 = max(0, r0 - d), min(hl, r1 + d)
+            px = fixed.synthesis_plane(y[a0:a1], self.inv_gain[q], self.fx)
+            out[r0 * s : r1 * s] = px[(r0 - a0) * s : (r1 - a0) * s]
+        return out
 
 
 @lru_cache(maxsize=4)
@@ -251,21 +261,20 @@ def reconstruct(model: LearnedModel, y_full: np.ndarray, grid: tiles.Grid, q: in
     layer and the checksums rely on). exact=False: the compiled float Keras synthesis, several times faster; it can
     differ from the exact result by one stored value on a few pixels between backends/CPUs.
     """
+    half = 1 << (fixed.FA - 1)
+    if exact:
+        hl, wl = grid.latent_shape
+        out = model.synthesise(y_full[:hl, :wl], q)[: grid.height, : grid.width]
+        return np.clip(lo + ((out * (hi - lo) + half) >> fixed.FA), vmin, vmax)
     nr, nc = grid.tiles_shape
     T = grid.tile
-    half = 1 << (fixed.FA - 1)
-    out = np.empty((nr * T, nc * T), np.int64 if exact else np.float64)
+    out = np.empty((nr * T, nc * T), np.float64)
     ks = list(range(grid.n_tiles))
-    step = SYN_BATCH if exact else 16
-    for s in range(0, len(ks), step):
-        part = ks[s : s + step]
+    for s in range(0, len(ks), 16):
+        part = ks[s : s + 16]
         win = tiles.synthesis_windows(y_full, grid, part)
         mask = tiles.synthesis_masks(grid, part)
-        px = model.synthesise(win, q, mask) if exact else model.synthesise_fast(win, q, mask)
-        tiles.place_synthesis(px, grid, part, out)
+        tiles.place_synthesis(model.synthesise_fast(win, q, mask), grid, part, out)
     out = out[: grid.height, : grid.width]
-    if exact:
-        v = lo + ((out * (hi - lo) + half) >> fixed.FA)
-    else:
-        v = np.floor(out * (hi - lo) + (lo + 0.5)).astype(np.int64)
+    v = np.floor(out * (hi - lo) + (lo + 0.5)).astype(np.int64)
     return np.clip(v, vmin, vmax)

@@ -147,17 +147,24 @@ def decode_z(data: bytes, z_shape: tuple[int, int, int], tables: Tables):
 
 
 def decode_y(state, y_idx: np.ndarray, tables: Tables) -> np.ndarray:
+    """Second half: y given its scale indices. One range-decoder call per scale in use, then the symbols of all
+    scales turned into values at once (escapes taken in the order the encoder wrote them: by scale, then position)."""
     dec, esc_iter, esc = state
     idx = y_idx.ravel()
     order = np.argsort(idx, kind="stable")
     counts = np.bincount(idx, minlength=len(tables.y_models))
-    y = np.empty(idx.size, np.int64)
-    start = 0
-    for s, cnt in enumerate(counts.tolist()):
-        if cnt:
-            r = int(tables.y_radius[s])
-            y[order[start : start + cnt]] = _from_symbols(dec.decode(tables.y_models[s], cnt), -r, 2 * r + 1, esc_iter)
-            start += cnt
+    parts = [dec.decode(tables.y_models[s], cnt) for s, cnt in enumerate(counts.tolist()) if cnt]
+    sym = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+    r = np.repeat(tables.y_radius[: counts.size], counts)
+    ends = np.flatnonzero((sym == 0) | (sym == 2 * r))
+    if ends.size:
+        try:
+            e = np.array([next(esc_iter) for _ in range(ends.size)], np.int64)
+        except StopIteration:
+            raise EntropyError("tile chunk lacks escape values (corrupted)") from None
+        sym[ends] = np.where(sym[ends] == 0, -e, 2 * r[ends] + e)
     if next(esc_iter, None) is not None:
         raise EntropyError("tile chunk has unused escape values")
+    y = np.empty(idx.size, np.int64)
+    y[order] = sym - r
     return y.reshape(y_idx.shape)

@@ -237,19 +237,14 @@ def _stage(xp: np.ndarray, h: int, w: int, conv: dict, gd: dict, planar: bool, w
         blas.split_rows(rows, h, min_rows=max(1, 2048 // max(1, w)))
         return nxt
     tw = (w + 1) // 2
+    step = max(1, CHUNK_TILES // tw)
+    consts = (inv_w, 1.0 / (1 << FA), 1.0 / (1 << FG), float(1 << 26), ACT_MAX)
 
     def tile_rows(t0, t1, band):
-        s, y = ws.get(f"s{band}", (4, 4, cin)), ws.get(f"y{band}", (4, cout))
-        step = max(1, CHUNK_TILES // tw)
-        for a in range(t0, t1, step):
-            b = min(t1, a + step)
-            v = ws.get(f"v{band}", (16, (b - a) * tw, cin))
-            m = ws.get(f"m{band}", (16, (b - a) * tw, cout))
-            K.winograd_in(xp, a, b, tw, v, s)
-            for p in range(16):
-                blas.matmul(v[p], u[p], m[p])
-            K.winograd_out(m, a, b, tw, conv["b"], inv_w, ACT_MAX, x, ax, y)
-            igdn(2 * a, min(h, 2 * b))
+        n = min(t1 - t0, step) * tw
+        K.winograd_stage(xp, u, conv["b"], gd["g"], gd["b"], t0, t1, step, consts, x, ax, norm, nxt, planar,
+                         ws.get(f"v{band}", (16 * n * cin,)), ws.get(f"m{band}", (16 * n * cout,)),
+                         ws.get(f"s{band}", (4, 4, cin)), ws.get(f"y{band}", (4, cout)))
 
     blas.split_rows(tile_rows, (h + 1) // 2, min_rows=max(1, 1024 // max(1, w)))
     return nxt

@@ -49,16 +49,19 @@ def conv_to_pixels(xp, wt, bias, inv_w, act_max, out, r0, r1):
     c, w = xp.shape[0], xp.shape[2] - 2
     acc = np.empty((4, w))
     for i in range(r0, r1):
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
         acc[:] = 0.0
         for dy in range(3):
             for dx in range(3):
                 for k in range(c):
                     row = xp[k, i + dy, dx : dx + w]
-                    for o in range(4):
-                        wv = wt[dy, dx, k, o]
-                        a = acc[o]
-                        for j in range(w):
-                            a[j] += wv * row[j]
+                    w0, w1, w2, w3 = wt[dy, dx, k, 0], wt[dy, dx, k, 1], wt[dy, dx, k, 2], wt[dy, dx, k, 3]
+                    for j in range(w):
+                        v = row[j]
+                        a0[j] += w0 * v
+                        a1[j] += w1 * v
+                        a2[j] += w2 * v
+                        a3[j] += w3 * v
         for o in range(4):
             dy, dx = o // 2, o % 2
             for j in range(w):
@@ -121,3 +124,27 @@ def winograd_out(m, t0, t1, tw, bias, inv_w, act_max, out, out_abs, y):
                         v = min(max(np.floor((y[s, k] * 0.25 + bias[k]) * inv_w), -act_max), act_max)
                         out[i, j, k] = v
                         out_abs[i, j, k] = abs(v)
+
+
+@nb.njit(cache=True, nogil=True)
+def winograd_stage(xp, u, bias, gamma, beta, t0, t1, chunk, consts, x, ax, norm, nxt, planar, vbuf, mbuf, s, y):
+    """Tile rows t0:t1 of one synthesis stage, chunk tile rows at a time: Winograd input transform, 16 GEMMs
+    (numba's np.dot: the BLAS with the GIL released, so bands run in parallel), output transform + rescale, the IGDN
+    norm GEMM and IGDN + depth-to-space into nxt. consts = (1/2**FW, 1/2**FA, 1/2**FG, norm max, ACT_MAX);
+    vbuf, mbuf: flat scratch of 16 * chunk * tiles-a-row * (C, Cout); s (4, 4, C) and y (4, Cout) scratch."""
+    h, w, cout = x.shape
+    cin, c = xp.shape[2], cout // 4
+    tw = (w + 1) // 2
+    inv_w, inv_a, inv_g, norm_max, act_max = consts
+    x4, n4 = x.reshape(h, w, 4, c), norm.reshape(h, w, 4, c)
+    for a in range(t0, t1, chunk):
+        b = min(t1, a + chunk)
+        n = (b - a) * tw
+        vv, mm = vbuf[: 16 * n * cin].reshape(16, n, cin), mbuf[: 16 * n * cout].reshape(16, n, cout)
+        winograd_in(xp, a, b, tw, vv, s)
+        for p in range(16):
+            np.dot(vv[p], u[p], mm[p])
+        winograd_out(mm, a, b, tw, bias, inv_w, act_max, x, ax, y)
+        r0, r1 = 2 * a, min(h, 2 * b)
+        np.dot(ax[r0:r1].reshape(-1, c), gamma, norm[r0:r1].reshape(-1, c))
+        igdn_to_space(x4, n4, beta, inv_a, inv_g, norm_max, act_max, nxt, planar, r0, r1)

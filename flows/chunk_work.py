@@ -52,14 +52,15 @@ def codec_name(payload: bytes) -> str:
     return f"{name}:{info['model_hash']}" if info.get("model_hash") else name
 
 
-def _measure(values: np.ndarray, payload: bytes, mode: Mode, gate: Gate, inst: Instance) -> tuple[gates.Evaluation, str]:
+def _measure(values: np.ndarray, values_sha: str, payload: bytes, mode: Mode, gate: Gate, inst: Instance
+             ) -> tuple[gates.Evaluation, str]:
     """(evaluation, SHA-256 of the decoded values) of one payload against the values it was encoded from."""
     from archive import values_sha256
 
     fmt = inst.pixel
     if mode.is_lossless:  # exact by definition; confirm_chunk proves it on the decode from the file
         return gates.evaluate(values, values, gate, mode, bits_stored=fmt.bits_stored, modality=inst.modality,
-                              rescale_slope=inst.rescale_slope), values_sha256(values)
+                              rescale_slope=inst.rescale_slope), values_sha
     try:
         decoded = codec_api.decode(payload)
     except codec_api.CodecError as exc:
@@ -93,18 +94,18 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
 
     fmt = inst.pixel
     mode = policy if isinstance(policy, Mode) else auto.first_mode(values, gate, metrics.psnr_peak(values))
+    values_sha = values_sha256(values)
     earlier: FrameQuality | None = None
     while True:
         payload = codec_api.encode(values, mode, fmt.bits_stored, fmt.signed)
         codec = codec_name(payload)
-        judged, decoded_sha = _measure(values, payload, mode, gate, inst)
+        judged, decoded_sha = _measure(values, values_sha, payload, mode, gate, inst)
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)
         if earlier is not None:
             quality = quality.after(earlier)
         stricter = None if quality.passed or quality.integrity else next_mode(mode, gate, ceiling)
         if stricter is None:
-            return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha256(values),
-                                decoded_sha, quality)
+            return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
         earlier, mode = quality, stricter
 
 

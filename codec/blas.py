@@ -42,7 +42,8 @@ def _one_thread() -> bool:
 
 
 def dgemm():
-    """scipy.linalg.blas.dgemm (Fortran order: C = alpha A B + beta C), its BLAS set to one thread on first use."""
+    """scipy.linalg.blas.dgemm (Fortran order: C = alpha A B + beta C), its BLAS set to one thread on first use.
+    Call it before numba code that uses np.dot (numba calls the same BLAS, through scipy.linalg.cython_blas)."""
     if "dgemm" not in _STATE:
         with _LOCK:
             if "dgemm" not in _STATE:

@@ -258,6 +258,7 @@ def synthesis_plane(y: np.ndarray, inv_gain_fixed: np.ndarray, net: dict) -> np.
     computed twice, im2col copies, or a pass per element-wise step (codec/fixed_kernels.py fuses them)."""
     from codec import fixed_kernels as K
 
+    blas.dgemm()  # scipy's BLAS to one thread before the numba kernels' np.dot uses it
     h, w, m = y.shape
     xp = np.zeros((h + 3, w + 2 + w % 2, m), np.float64)  # an odd width gets a zero column for the 2x2 tiles
     xp[1 : h + 1, 1 : w + 1] = to_fixed(np.clip(y, -(1 << 24), 1 << 24), inv_gain_fixed)

@@ -88,18 +88,6 @@ def _to_symbols(v: np.ndarray, lo: int, n: int, escapes: list[int]) -> np.ndarra
     return np.clip(s, 0, n - 1).astype(np.int32)
 
 
-def _from_symbols(sym: np.ndarray, lo: int, n: int, esc_iter) -> np.ndarray:
-    s = sym.astype(np.int64)
-    ends = np.flatnonzero((s == 0) | (s == n - 1))
-    if ends.size:
-        try:
-            e = np.array([next(esc_iter) for _ in range(ends.size)], np.int64)
-        except StopIteration:
-            raise EntropyError("tile chunk lacks escape values (corrupted)") from None
-        s[ends] = np.where(s[ends] == 0, -e, (n - 1) + e)
-    return s + lo
-
-
 def encode_tile(z: np.ndarray, y: np.ndarray, y_idx: np.ndarray, tables: Tables) -> bytes:
     """z (hz, wz, NZ) ints, y (h, w, M) ints, y_idx (h, w, M) scale indices -> bytes (coded | escapes)."""
     enc = constriction.stream.queue.RangeEncoder()
@@ -108,7 +96,7 @@ def encode_tile(z: np.ndarray, y: np.ndarray, y_idx: np.ndarray, tables: Tables)
         lo, n = int(tables.z_lo[c]), int(tables.z_n[c])
         enc.encode(_to_symbols(z[..., c].ravel(), lo, n, escapes), tables.z_models[c])
     yf, idx = y.ravel(), y_idx.ravel()
-    order = np.argsort(idx, kind="stable")
+    order = _stable_order(idx)
     counts = np.bincount(idx, minlength=len(tables.y_models))
     start = 0
     for s, cnt in enumerate(counts.tolist()):
@@ -139,11 +127,23 @@ def decode_z(data: bytes, z_shape: tuple[int, int, int], tables: Tables):
     dec = constriction.stream.queue.RangeDecoder(words.copy())
     esc_iter = iter(esc)
     hz, wz, nz = z_shape
-    z = np.empty((hz * wz, nz), np.int64)
-    for c in range(nz):
-        lo, n = int(tables.z_lo[c]), int(tables.z_n[c])
-        z[:, c] = _from_symbols(dec.decode(tables.z_models[c], hz * wz), lo, n, esc_iter)
-    return z.reshape(hz, wz, nz), (dec, esc_iter, esc)
+    sym = np.concatenate([dec.decode(tables.z_models[c], hz * wz) for c in range(nz)])  # channel by channel
+    z = _values(sym, np.repeat(tables.z_lo[:nz], hz * wz), np.repeat(tables.z_n[:nz], hz * wz), esc_iter)
+    return z.reshape(nz, hz, wz).transpose(1, 2, 0), (dec, esc_iter, esc)
+
+
+def _values(sym: np.ndarray, lo: np.ndarray, n: np.ndarray, esc_iter) -> np.ndarray:
+    """Symbols of tables over [lo, lo + n - 1] (lo, n given per symbol) -> values. An end symbol (0 or n - 1) takes
+    the next escape value, the distance past that end; escapes are taken in the order of sym (the encoder's)."""
+    s = sym.astype(np.int64)
+    ends = np.flatnonzero((s == 0) | (s == n - 1))
+    if ends.size:
+        try:
+            e = np.array([next(esc_iter) for _ in range(ends.size)], np.int64)
+        except StopIteration:
+            raise EntropyError("tile chunk lacks escape values (corrupted)") from None
+        s[ends] = np.where(s[ends] == 0, -e, (n[ends] - 1) + e)
+    return s + lo
 
 
 def decode_y(state, y_idx: np.ndarray, tables: Tables) -> np.ndarray:
@@ -151,20 +151,21 @@ def decode_y(state, y_idx: np.ndarray, tables: Tables) -> np.ndarray:
     scales turned into values at once (escapes taken in the order the encoder wrote them: by scale, then position)."""
     dec, esc_iter, esc = state
     idx = y_idx.ravel()
-    order = np.argsort(idx, kind="stable")
+    order = _stable_order(idx)
     counts = np.bincount(idx, minlength=len(tables.y_models))
     parts = [dec.decode(tables.y_models[s], cnt) for s, cnt in enumerate(counts.tolist()) if cnt]
-    sym = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+    sym = np.concatenate(parts) if parts else np.empty(0, np.int64)
     r = np.repeat(tables.y_radius[: counts.size], counts)
-    ends = np.flatnonzero((sym == 0) | (sym == 2 * r))
-    if ends.size:
-        try:
-            e = np.array([next(esc_iter) for _ in range(ends.size)], np.int64)
-        except StopIteration:
-            raise EntropyError("tile chunk lacks escape values (corrupted)") from None
-        sym[ends] = np.where(sym[ends] == 0, -e, 2 * r[ends] + e)
+    vals = _values(sym, -r, 2 * r + 1, esc_iter)
     if next(esc_iter, None) is not None:
         raise EntropyError("tile chunk has unused escape values")
     y = np.empty(idx.size, np.int64)
-    y[order] = sym - r
+    y[order] = vals
     return y.reshape(y_idx.shape)
+
+
+def _stable_order(idx: np.ndarray) -> np.ndarray:
+    """np.argsort(idx, kind="stable") (the order is unique), as a radix sort when the indices fit in a byte."""
+    if idx.size and 0 <= idx.min() and idx.max() < 256:
+        return np.argsort(idx.astype(np.uint8), kind="stable")
+    return np.argsort(idx, kind="stable")

@@ -164,7 +164,7 @@ def _winograd(conv: dict) -> np.ndarray | None:
     return conv["_winograd"]
 
 
-CHUNK_TILES = 512  # Winograd 2x2 tiles per transform-GEMM-transform round: its arrays (a few MB) stay in cache
+CHUNK_TILES = 256  # Winograd 2x2 tiles per transform-GEMM-transform round: its arrays (a few MB) stay in cache
 
 
 class _Arena:

@@ -103,6 +103,12 @@ def finish(t, P, rows, cols):
             P[r + PAD, cols + PAD + c] = P[r + PAD, cols + PAD - 1]
 
 
+# MIX_ONE // (1 + e)**2 for every error sum e where it is not 0 (it is 0 from (1 + e)**2 > MIX_ONE on): a table
+# lookup instead of six integer divisions a pixel, with the same integers
+_INV_SQ = np.array([MIX_ONE // ((1 + e) * (1 + e)) for e in range(1 << 10)], np.int64)
+assert _INV_SQ[-1] > 0 and MIX_ONE // ((1 + len(_INV_SQ)) ** 2) == 0
+
+
 @nb.njit(cache=True)
 def _mix(pi, pj, ES, sub):
     """Weighted mean of the sub-predictions, each weighted by the inverse square of its recent error around the
@@ -110,9 +116,9 @@ def _mix(pi, pj, ES, sub):
     num = np.int64(0)
     den = np.int64(0)
     for s in range(N_SUB):
-        e = ES[s, pi, pj - 1] + ES[s, pi - 1, pj] + ES[s, pi - 1, pj - 1] + ES[s, pi - 1, pj + 1] \
-            + (ES[s, pi, pj - 2] + ES[s, pi - 2, pj]) // 2
-        w = (MIX_ONE // ((1 + e) * (1 + e)) + 1) * (LS_BONUS if s == 0 else 1)
+        e = ES[pi, pj - 1, s] + ES[pi - 1, pj, s] + ES[pi - 1, pj - 1, s] + ES[pi - 1, pj + 1, s] \
+            + (ES[pi, pj - 2, s] + ES[pi - 2, pj, s]) // 2
+        w = ((_INV_SQ[e] if e < len(_INV_SQ) else 0) + 1) * (LS_BONUS if s == 0 else 1)
         num += w * sub[s]
         den += w
     return (2 * num + den) // (2 * den)  # rounded: a floored mean drifts near-lossless decodes downwards
@@ -261,6 +267,6 @@ def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dir
         P[pi, pj] = d
         E[pi, pj] = abs(q[m])
         for s in range(N_SUB):
-            ES[s, pi, pj] = min(abs(d - sub[m, s]), ERR_CAP)
+            ES[pi, pj, s] = min(abs(d - sub[m, s]), ERR_CAP)
         counts[ctx[m], tokens[m]] += 1
         dirty[ctx[m]] = True

@@ -108,7 +108,7 @@ class _Walk:
         self.top = top
         self.P = np.full((self.rows + K.PAD, self.cols + 2 * K.PAD), top, np.int64)
         self.E = np.zeros_like(self.P)
-        self.ES = np.zeros((K.N_SUB,) + self.P.shape, np.int64)
+        self.ES = np.zeros(self.P.shape + (K.N_SUB,), np.int64)  # a pixel's sub-predictor errors side by side
         alphabet = K.n_tokens(bits + 1)
         self.counts = np.zeros((K.N_CTX, alphabet), np.int64)
         self.table = np.zeros((K.N_CTX, alphabet), np.float64)

@@ -32,12 +32,20 @@ def processes_for(runner) -> int:
     return int(setting)
 
 
-def _import_work_modules() -> None:
-    """Worker start-up: import what the work needs (and load the compiled kernels) before the first chunk."""
-    import codec.api  # noqa: F401
-    import codec.raster_kernels  # noqa: F401
-    import dicom_io  # noqa: F401
-    import flows.chunk_work  # noqa: F401
+_WORK_MODULES = ["flows.chunk_work", "codec.api", "codec.coders", "codec.raster_kernels", "archive", "dicom_io"]
+
+
+def _warm_worker() -> None:
+    """Worker start-up: the modules are imported already (the fork server preloads them); code and decode a tiny
+    slice in the lossless and a near-lossless mode, so numba loads its compiled kernels before the first chunk."""
+    import numpy as np
+
+    from codec import api
+    from codec.modes import Mode
+
+    tiny = (np.arange(256, dtype=np.int16).reshape(16, 16) * 7) % 1000
+    for mode in ("lossless", "near-lossless:2"):
+        api.decode(api.encode(tiny, Mode.parse(mode), 12, True))
 
 
 def _pool_of(n: int) -> ProcessPoolExecutor:
@@ -46,10 +54,11 @@ def _pool_of(n: int) -> ProcessPoolExecutor:
         if _pool is None or _size != n:
             if _pool is not None:
                 _pool.shutdown(wait=True)
-            # forkserver: a clean interpreter forks the workers (no copy of Prefect's threads and locks, no re-run of
-            # the command's __main__ as spawn would do)
+            # forkserver: a clean interpreter that has imported the work's modules once forks the workers (no copy
+            # of Prefect's threads and locks, no re-run of the command's __main__ as spawn would do)
             context = multiprocessing.get_context("forkserver")
-            _pool, _size = ProcessPoolExecutor(n, mp_context=context, initializer=_import_work_modules), n
+            context.set_forkserver_preload(_WORK_MODULES)
+            _pool, _size = ProcessPoolExecutor(n, mp_context=context, initializer=_warm_worker), n
         return _pool
 
 

@@ -12,6 +12,7 @@ import atexit
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
@@ -35,10 +36,36 @@ def processes_for(runner) -> int:
 _WORK_MODULES = ["flows.chunk_work", "codec.api", "codec.coders", "codec.raster_kernels", "archive", "dicom_io"]
 
 
-def _warm_worker() -> None:
-    """Worker start-up: the modules are imported already (the fork server preloads them); code and decode a tiny
-    slice in the lossless and a near-lossless mode, so numba loads its compiled kernels before the first chunk."""
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie waiting to be reaped has ended too)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            return True
+
+
+def _exit_when_gone(pid: int) -> None:
+    while not _gone(pid):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _warm_worker(owner: int) -> None:
+    """Worker start-up: exit when the process that started the pool (`owner`) ends, even killed, so nothing of a
+    killed run keeps computing or holds its output pipes open (the fork server only exits once its workers have,
+    since they hold its liveness pipe); the modules are imported already (the fork server preloads them); code and
+    decode a tiny slice in the lossless and a near-lossless mode, so numba loads its compiled kernels before the
+    first chunk."""
     import numpy as np
+
+    threading.Thread(target=_exit_when_gone, args=(owner,), name="medzip-owner-watch", daemon=True).start()
 
     from codec import api
     from codec.modes import Mode
@@ -58,7 +85,8 @@ def _pool_of(n: int) -> ProcessPoolExecutor:
             # of Prefect's threads and locks, no re-run of the command's __main__ as spawn would do)
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(_WORK_MODULES)
-            _pool, _size = ProcessPoolExecutor(n, mp_context=context, initializer=_warm_worker), n
+            _pool, _size = ProcessPoolExecutor(n, mp_context=context, initializer=_warm_worker,
+                                               initargs=(os.getpid(),)), n
         return _pool
 
 

@@ -29,3 +29,25 @@ def test_a_killed_worker_fails_its_call_and_the_next_call_gets_a_new_pool():
     with pytest.raises(BrokenProcessPool):
         workers.run(1, os.kill, victim, signal.SIGKILL)
     assert workers.run(1, os.getpid) not in (victim, os.getpid())
+
+
+def test_workers_exit_when_the_process_that_started_them_is_killed(tmp_path):
+    """A killed medzip leaves no worker computing or holding its output pipes (they would hang whoever reads them)."""
+    import subprocess
+    import sys
+    import time
+
+    child = ("import os, sys; from flows import workers; "
+             "print(*sorted({workers.run(2, os.getpid) for _ in range(20)}), flush=True); "
+             "os.kill(os.getpid(), 9)")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -signal.SIGKILL
+    pids = [int(p) for p in proc.stdout.split()]
+    assert pids, proc.stderr
+    deadline = time.monotonic() + 10
+    while any(workers._gone(p) is False for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(workers._gone(p) for p in pids)
+    assert time.monotonic() - started < 60  # capture_output returned: nothing kept the pipes open

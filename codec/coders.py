@@ -122,26 +122,28 @@ _PROBE = 128  # side of the centre crop on which the two residual layers are com
 _PROBE_LOSSLESS = 64
 
 
-def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool):
-    """The residual layer that codes a centre crop of the slice in fewer bytes: version 2 (raster, fast) wins on
-    most CT and MR; version 1 (interleaved levels) on very smooth slices at k > 0."""
+def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, weights: np.ndarray):
+    """The residual layer that codes a centre crop of the slice in fewer bytes: version 2 (raster, fast; with the
+    whole slice's predictor `weights`, as it would code the slice) wins on most CT and MR; version 1 (interleaved
+    levels) on very smooth slices at k > 0."""
     rows, cols = values.shape
     side = _PROBE if k else _PROBE_LOSSLESS
-    r0, c0 = max(0, (rows - side) // 2), max(0, (cols - side) // 2)
+    r0, c0 = max(0, (rows - side) // 2) & ~1, max(0, (cols - side) // 2) & ~1  # even: the same pixel parities
     crop = np.ascontiguousarray(values[r0 : r0 + side, c0 : c0 + side])
     base = recon[: crop.shape[0], : crop.shape[1]]
-    sizes = [len(layer.encode_residual(crop, base, k, bits, signed)) for layer in (residual_raster, residual)]
-    return residual if sizes[1] < sizes[0] else residual_raster
+    v2 = len(residual_raster.encode_residual(crop, base, k, bits, signed, weights))
+    return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < v2 else residual_raster
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
     """Version 2 of the residual layer, or version 1 where a centre probe (a few tens of ms) says it is smaller:
     for k > 0 always; lossless only when version 2 finds a pixel-parity structure (upsampled, interleaved slices),
-    so a plain lossless slice pays for version 2 alone."""
-    if k > 0 and _probe(values, recon, k, bits, signed) is residual:
+    so a plain lossless slice pays for version 2 alone. Version 2's predictor is fitted once, for probe and slice."""
+    weights = residual_raster.fit_weights(np.ascontiguousarray(values, dtype=np.int64), k)
+    if k > 0 and _probe(values, recon, k, bits, signed, weights) is residual:
         return residual.encode_residual(values, recon, k, bits, signed)
-    res = residual_raster.encode_residual(values, recon, k, bits, signed)
-    if k == 0 and residual_raster.weight_sets(res) > 1 and _probe(values, recon, k, bits, signed) is residual:
+    res = residual_raster.encode_residual(values, recon, k, bits, signed, weights)
+    if k == 0 and len(weights) > 1 and _probe(values, recon, k, bits, signed, weights) is residual:
         res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
     return res
 

@@ -153,11 +153,13 @@ class _Walk:
         return self.P[K.PAD:, K.PAD : K.PAD + self.cols]
 
 
-def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> bytes:
-    """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere."""
+def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
+                    weights: np.ndarray | None = None) -> bytes:
+    """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
+    predictor `weights` (fit_weights(values, k) when None; a probe of a crop passes the whole slice's)."""
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
-    weights = fit_weights(v, k)
+    weights = fit_weights(v, k) if weights is None else np.asarray(weights, np.int64)
     top = int(v[0, 0])
     st = _Walk(v.shape, k, bits_stored, signed, top)
     enc = constriction.stream.queue.RangeEncoder()

@@ -20,6 +20,7 @@ from dicom_io import (
     VerbatimObject,
 )
 from tests.helpers.dicom_files import ct_variant, file_named, grayscale_by_name, path_ids
+from tests.helpers.permissions import without_read_bypass
 from tests.realdata import grayscale_image_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns on the broken test files
@@ -191,20 +192,6 @@ def test_huge_declared_dimensions_are_refused_before_decoding(tmp_path):
         dicom_io.read_file(ct_variant(tmp_path, "big.dcm", Rows=4096, Columns=4096))
 
 
-def _without_file_permissions_bypass() -> list[str]:
-    """A command prefix under which chmod 000 really makes a file unreadable: none for a normal user; for root,
-    setpriv without the capabilities that let root read any file. Skips when neither is possible."""
-    import os
-    import shutil
-
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("root without setpriv: permissions cannot be withheld")
-    caps = "-dac_override,-dac_read_search"
-    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
-
-
 def test_a_file_without_read_permission_is_unreadable_now_not_garbage(tmp_path):
     import subprocess
     import sys
@@ -215,7 +202,7 @@ def test_a_file_without_read_permission_is_unreadable_now_not_garbage(tmp_path):
     target.chmod(0)
     code = ("import pickle, sys\nfrom dicom_io import read_file\ntry:\n    read_file(sys.argv[1])\n"
             "except Exception as e:\n    sys.stdout.buffer.write(pickle.dumps(e))\n")
-    out = subprocess.run([*_without_file_permissions_bypass(), sys.executable, "-c", code, str(target)],
+    out = subprocess.run([*without_read_bypass(), sys.executable, "-c", code, str(target)],
                          capture_output=True, check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     err = pickle.loads(out.stdout)
     assert isinstance(err, dicom_io.UnreadableNowError) and err.transient

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers.flows import _find, codec_has, make_config, write_study
+from tests.helpers.permissions import without_read_bypass
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,16 +31,6 @@ def _cli(args: list[str], home: Path, prefix: list[str] = ()) -> subprocess.Comp
                           env=env, cwd=REPO, timeout=600)
 
 
-def _no_read_bypass() -> list[str]:
-    """A prefix under which chmod 000 makes a file unreadable even to root (see tests/dicom_io/test_file_reader)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("root without setpriv: permissions cannot be withheld")
-    caps = "-dac_override,-dac_read_search"
-    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
-
-
 def test_a_study_with_an_unreadable_file_waits_and_is_released_whole_later(prefect_server, tmp_path):
     from archive import ArchiveReader, Catalog
     from archive.catalog_inputs import InputLedger
@@ -51,11 +41,11 @@ def test_a_study_with_an_unreadable_file_waits_and_is_released_whole_later(prefe
     files = _slices(tmp_path / "in", uid)
     files[2].chmod(0)
     try:
-        shown = _cli(["archive", str(tmp_path / "in")], home, _no_read_bypass())
+        shown = _cli(["archive", str(tmp_path / "in")], home, without_read_bypass())
         assert shown.returncode == 1, shown.stderr
         assert f"PENDING study {uid}" in shown.stdout
         assert f"waiting for {files[2]}: cannot be read now: Permission denied" in shown.stdout
-        doc = json.loads(_cli(["archive", str(tmp_path / "in"), "--json"], home, _no_read_bypass()).stdout)
+        doc = json.loads(_cli(["archive", str(tmp_path / "in"), "--json"], home, without_read_bypass()).stdout)
         assert doc["ok"] is False and doc["exit_code"] == 1
         (study,) = [o for o in doc["studies"] if o["study_uid"] == uid]
         assert study["status"] == "pending" and study["archive"] is None

@@ -87,9 +87,8 @@ def verify_archive_quality(path: Path, study: Study, config: Config, encoded: di
     processes = workers.processes_for(config.runner)
     inputs = []
     for c in chunks_of(study):
-        expected = {(i.sop_instance_uid, f): (encoded[(i.sop_instance_uid, f)].decoded_sha256,
-                                              encoded[(i.sop_instance_uid, f)].quality)
-                    for i in c.instances for f in range(i.number_of_frames)}
+        frames = (encoded[(i.sop_instance_uid, f)] for i in c.instances for f in range(i.number_of_frames))
+        expected = {(ef.sop_uid, ef.frame): (ef.decoded_sha256, ef.quality) for ef in frames}
         inputs.append({"archive_path": str(path), "chunk": c, "expected": expected, "processes": processes})
     rows: list[FrameQuality] = []
     for part in bounded_map(verify_frames, inputs, 2 * config.runner.max_workers):

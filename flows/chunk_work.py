@@ -55,8 +55,6 @@ def codec_name(payload: bytes) -> str:
 def _measure(values: np.ndarray, values_sha: str, payload: bytes, mode: Mode, gate: Gate, inst: Instance
              ) -> tuple[gates.Evaluation, str]:
     """(evaluation, SHA-256 of the decoded values) of one payload against the values it was encoded from."""
-    from archive import values_sha256
-
     fmt = inst.pixel
     if mode.is_lossless:  # exact by definition; confirm_chunk proves it on the decode from the file
         return gates.evaluate(values, values, gate, mode, bits_stored=fmt.bits_stored, modality=inst.modality,
@@ -69,11 +67,17 @@ def _measure(values: np.ndarray, values_sha: str, payload: bytes, mode: Mode, ga
         return failed, "not decodable"
     judged = gates.evaluate(values, decoded, gate, mode, bits_stored=fmt.bits_stored, modality=inst.modality,
                             rescale_slope=inst.rescale_slope)
+    return judged, _digest(decoded, values.dtype) or "out-of-range"  # out of range: never equal to a confirmed one
+
+
+def _digest(decoded: np.ndarray, dtype: np.dtype) -> str | None:
+    """SHA-256 of decoded values as stored values of `dtype` (archive.values_sha256), None when they do not fit."""
+    from archive import values_sha256
+
     try:
-        digest = values_sha256(decoded, values.dtype)
-    except ValueError:  # a decode outside the stored range: never equal to a confirmed one
-        digest = "out-of-range"
-    return judged, digest
+        return values_sha256(decoded, dtype)
+    except ValueError:
+        return None
 
 
 def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: str, payload: bytes,
@@ -126,7 +130,7 @@ def confirm_chunk(archive_path: str, chunk: Chunk, expected: dict[FrameId, tuple
     """Decode each of the chunk's frames from the written archive and check it against what was measured at encode:
     `expected` maps a frame to (SHA-256 of its measured decode, its FrameQuality). Returns the qualities, each
     with an integrity problem added where the file does not decode to the measured values."""
-    from archive import ArchiveReader, values_sha256
+    from archive import ArchiveReader
 
     rows: list[FrameQuality] = []
     with ArchiveReader(archive_path) as reader:
@@ -139,18 +143,13 @@ def confirm_chunk(archive_path: str, chunk: Chunk, expected: dict[FrameId, tuple
                 if frame_mode(info) != quality.mode:
                     quality.integrity.append(f"archive stores {info.mode}, measured {quality.mode}")
                 try:
-                    decoded = codec_api.decode(reader.payload(info))
+                    got = _digest(codec_api.decode(reader.payload(info)), fmt.dtype)
                 except codec_api.CodecError as exc:
                     quality.integrity.append(f"decode from the archive failed: {exc}")
-                    rows.append(quality)
-                    continue
-                try:
-                    same = values_sha256(decoded, fmt.dtype) == digest
-                except ValueError:
-                    same = False
-                if not same:
-                    quality.integrity.append("lossless decode does not reproduce the original values_sha256"
-                                             if quality.mode.is_lossless else
-                                             "decode from the archive does not reproduce the measured values")
+                else:
+                    if got is None or got != digest:
+                        quality.integrity.append("lossless decode does not reproduce the original values_sha256"
+                                                 if quality.mode.is_lossless else
+                                                 "decode from the archive does not reproduce the measured values")
                 rows.append(quality)
     return rows

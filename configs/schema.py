@@ -85,13 +85,11 @@ class Runner(_Strict):
     max_workers: int = Field(default=4, ge=1)
     # worker processes that encode, decode and measure for the thread runner's tasks: "auto" = one per core,
     # 0 = in the task threads themselves (a Dask cluster brings its own processes)
-    processes: int | Literal["auto"] = "auto"
+    processes: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     dask_address: str = ""
 
     @model_validator(mode="after")
     def _dask_needs_address(self) -> "Runner":
-        if isinstance(self.processes, int) and self.processes < 0:
-            raise ValueError("runner.processes must be 'auto' or a whole number >= 0")
         if self.kind == "dask" and not self.dask_address:
             raise ValueError("runner.kind = 'dask' needs runner.dask_address (e.g. 'tcp://host:8786')")
         return self

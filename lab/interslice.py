@@ -40,7 +40,7 @@ import pydicom
 
 from codec import raster_kernels as K
 from codec.raster_kernels import DIRECT, ERR_CAP, LS_BONUS, N_CTX, PAD, SHIFT, _ilog2, _INV_SQ, bounds
-from codec.residual_raster import encode_residual
+from codec.residual_raster import _PARITY_GAIN, _SAMPLE, _WEIGHT_BITS, _cost, _fit, encode_residual
 from codec.robust_fit import l1_fit
 from codec.values import value_range
 
@@ -145,11 +145,6 @@ def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, n_sub, ctx, coun
 
 
 # ----------------------------------------------------------------------------------------------- fit
-_SAMPLE = 6000
-_WEIGHT_BITS = 16
-_PARITY_GAIN = 0.95
-
-
 def _samples(values, padded, qpad, poff, k, parity, rng, q2pad=None, poff2=PREV_NONE):
     rows, cols = values.shape
     if parity is None:
@@ -167,21 +162,6 @@ def _samples(values, padded, qpad, poff, k, parity, rng, q2pad=None, poff2=PREV_
         prev = q2pad[(ii + PAD)[:, None] + poff2[:, 0], (jj + PAD)[:, None] + poff2[:, 1]].astype(np.float64)
         near = np.concatenate([near, prev], axis=1)
     return near, values[ii, jj].astype(np.float64)
-
-
-def _fit(near, target):
-    ref = near[:, 1:2]
-    x = np.delete(near - ref, 1, axis=1)
-    y = target - ref[:, 0]
-    w = l1_fit(x, y)
-    wi = np.clip(np.round(w * (1 << SHIFT)), -(16 << SHIFT), 16 << SHIFT).astype(np.int64)
-    return np.insert(wi, 1, (1 << SHIFT) - int(wi.sum()))
-
-
-def _cost(near, target, weights, step):
-    pred = np.floor((np.einsum("ni,i->n", near, weights.astype(np.float64), optimize=False) + (1 << (SHIFT - 1)))
-                    / (1 << SHIFT))
-    return float(np.log2(1.0 + np.abs(target - pred) / step).sum())
 
 
 def fit_weights(values, qpad, poff, k, q2pad=None, poff2=PREV_NONE):

@@ -139,14 +139,14 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
-    """Version 2 of the residual layer, or version 1 where a centre probe (a few tens of ms) says it is smaller:
-    for k > 0 always; lossless only when version 2 finds a pixel-parity structure (upsampled, interleaved slices),
-    so a plain lossless slice pays for version 2 alone. Version 2's predictor is fitted once, for probe and slice."""
+    """Version 2 of the residual layer, or version 1 where it codes the slice smaller. Version 1 is tried (a whole
+    encode, ~0.3 s on 512²) only where a centre probe (a few tens of ms) favours it: for k > 0 always; lossless only
+    when version 2 finds a pixel-parity structure (upsampled, interleaved slices), so a plain lossless slice pays for
+    version 2 alone. The smaller whole stream is kept: a centre crop can misjudge the slice (at k = 30 on the CT 693
+    it picked version 1, 50 % larger). Version 2's predictor is fitted once, for probe and slice."""
     weights = residual_raster.fit_weights(np.ascontiguousarray(values, dtype=np.int64), k)
-    if k > 0 and _probe(values, recon, k, bits, signed, weights) is residual:
-        return residual.encode_residual(values, recon, k, bits, signed)
     res = residual_raster.encode_residual(values, recon, k, bits, signed, weights)
-    if k == 0 and len(weights) > 1 and _probe(values, recon, k, bits, signed, weights) is residual:
+    if (k > 0 or len(weights) > 1) and _probe(values, recon, k, bits, signed, weights) is residual:
         res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
     return res
 

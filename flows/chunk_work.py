@@ -93,24 +93,36 @@ def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: 
 
 def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, policy: Mode | Auto, gate: Gate,
                  ceiling: Mode) -> EncodedFrame:
-    """Encode one frame at its policy's mode, then at stricter modes while its gate fails and the ladder allows."""
+    """Encode one frame at its policy's mode, then at stricter modes while its gate fails and the ladder allows.
+    Under `auto`, a first k that passes is followed by one try at the larger k its measured error predicts."""
     from archive import values_sha256
 
     fmt = inst.pixel
-    mode = policy if isinstance(policy, Mode) else auto.first_mode(values, gate, metrics.psnr_peak(values))
+    peak = metrics.psnr_peak(values)
+    mode = policy if isinstance(policy, Mode) else auto.first_mode(values, gate, peak)
     values_sha = values_sha256(values)
-    earlier: FrameQuality | None = None
-    while True:
+
+    def attempt(mode: Mode) -> EncodedFrame:
         payload = codec_api.encode(values, mode, fmt.bits_stored, fmt.signed)
         codec = codec_name(payload)
         judged, decoded_sha = _measure(values, values_sha, payload, mode, gate, inst)
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)
-        if earlier is not None:
-            quality = quality.after(earlier)
-        stricter = None if quality.passed or quality.integrity else next_mode(mode, gate, ceiling)
+        return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
+
+    done = attempt(mode)
+    if isinstance(policy, Auto) and done.quality.passed:
+        looser = auto.looser_mode(values, mode, metrics.mse_at(peak, done.quality.psnr), gate, peak)
+        if looser is not None:
+            tried = attempt(looser)
+            if tried.quality.passed and len(tried.payload) < len(done.payload):
+                done = tried
+    while not done.quality.passed and not done.quality.integrity:
+        stricter = next_mode(done.mode, gate, ceiling)
         if stricter is None:
-            return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
-        earlier, mode = quality, stricter
+            break
+        earlier, done = done.quality, attempt(stricter)
+        done.quality = done.quality.after(earlier)
+    return done
 
 
 def encode_chunk(chunk: Chunk, policy: Mode | Auto, gate: Gate, ceiling: Mode) -> EncodedChunk:

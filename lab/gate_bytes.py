@@ -1,7 +1,7 @@
 """Bytes at the gate: medzip's `auto` against each classical codec searched for its smallest passing payload.
 
 For the first frame of each file, under its modality's gate from the default config: medzip `auto` (quality.auto's
-first k, confirmed by decoding, halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
+first k, confirmed by decoding, one try at the larger k its measured error predicts, halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
 fixed-quality target, JPEG-XL by distance, and lossless for each when nothing lossy passes.
 
     python -m lab.gate_bytes FILE… [--json OUT]
@@ -35,11 +35,24 @@ def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
 
 
 def ours(frame, gate) -> tuple[int, str]:
-    mode = auto.first_mode(frame.values, gate, metrics.psnr_peak(frame.values))
-    while True:
+    """What flows.chunk_work.encode_frame stores under `auto`: the model's first k, one try at the larger k the
+    measured error predicts (kept when it passes and is smaller), halving k on failure."""
+    peak = metrics.psnr_peak(frame.values)
+    mode = auto.first_mode(frame.values, gate, peak)
+
+    def attempt(mode):
         payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
-        if mode.is_lossless or _passes(frame.values, api.decode(payload), frame.bits_stored, gate):
-            return len(payload), str(mode)
+        decoded = frame.values if mode.is_lossless else api.decode(payload)
+        figures = metrics.figures(frame.values, decoded, frame.bits_stored)
+        return len(payload), str(mode), not gate_failures(figures, gate), metrics.mse_at(peak, figures["psnr"])
+
+    while True:
+        size, name, passed, mse = attempt(mode)
+        if passed:
+            looser = auto.looser_mode(frame.values, mode, mse, gate, peak)
+            if looser is not None and (tried := attempt(looser))[2] and tried[0] < size:
+                return tried[0], tried[1]
+            return size, name
         mode = auto.next_stricter(mode)
 
 

@@ -18,6 +18,7 @@ from codec.modes import Mode
 K_LIMIT = 255  # never try a larger k, whatever the gate allows
 _WIN = 7  # scikit-image's default SSIM window
 _K2 = 0.03  # scikit-image's SSIM constant K2
+_SCALE_FLOOR = 0.1  # a decode that measured (almost) no error still has its k grow by at most ~3×
 
 
 def noise_variance(k: int) -> float:
@@ -25,11 +26,11 @@ def noise_variance(k: int) -> float:
     return k * (k + 1) / 3.0
 
 
-def psnr_k_bound(psnr_min: float | None, peak: float) -> int:
-    """The largest k whose modelled MSE keeps PSNR (with this peak) at or above psnr_min."""
+def psnr_k_bound(psnr_min: float | None, peak: float, scale: float = 1.0) -> int:
+    """The largest k whose modelled MSE (scale × the uniform bound) keeps PSNR (with this peak) at or above psnr_min."""
     if psnr_min is None:
         return K_LIMIT
-    mse_max = peak * peak / 10.0 ** (psnr_min / 10.0)
+    mse_max = peak * peak / 10.0 ** (psnr_min / 10.0) / scale
     k = int((math.sqrt(1.0 + 12.0 * mse_max) - 1.0) / 2.0)  # k(k+1)/3 <= mse_max
     while k > 0 and noise_variance(k) > mse_max:
         k -= 1
@@ -48,28 +49,29 @@ def local_variances(original: np.ndarray) -> np.ndarray:
     return np.maximum(var[pad:-pad, pad:-pad], 0.0)
 
 
-def predicted_ssim(variances: np.ndarray, data_range: float, k: int) -> float:
-    """SSIM of the slice against itself plus the k-noise model (a lower bound in practice)."""
+def predicted_ssim(variances: np.ndarray, data_range: float, k: int, scale: float = 1.0) -> float:
+    """SSIM of the slice against itself plus the k-noise model of variance scale × k(k+1)/3 (a lower bound in
+    practice at scale 1)."""
     if k == 0 or variances.size == 0:
         return 1.0
     c2 = (_K2 * max(data_range, 1.0)) ** 2
-    return float(np.mean((2.0 * variances + c2) / (2.0 * variances + noise_variance(k) + c2)))
+    return float(np.mean((2.0 * variances + c2) / (2.0 * variances + scale * noise_variance(k) + c2)))
 
 
 def first_k(original: np.ndarray, psnr_min: float | None, ssim_min: float | None, max_error_max: int | None,
-            peak: float) -> int:
-    """The largest k the gate admits by the model: 0 means lossless."""
-    k = min(K_LIMIT, max_error_max if max_error_max is not None else K_LIMIT, psnr_k_bound(psnr_min, peak))
+            peak: float, scale: float = 1.0) -> int:
+    """The largest k the gate admits by the model (error variance scale × k(k+1)/3): 0 means lossless."""
+    k = min(K_LIMIT, max_error_max if max_error_max is not None else K_LIMIT, psnr_k_bound(psnr_min, peak, scale))
     if k <= 0 or ssim_min is None or min(original.shape) < _WIN:
         return max(k, 0)
     variances = local_variances(original)
     data_range = float(original.max()) - float(original.min())
-    if predicted_ssim(variances, data_range, k) >= ssim_min:
+    if predicted_ssim(variances, data_range, k, scale) >= ssim_min:
         return k
     lo, hi = 0, k  # predicted SSIM falls as k grows: bisect for the last k that passes
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if predicted_ssim(variances, data_range, mid) >= ssim_min:
+        if predicted_ssim(variances, data_range, mid, scale) >= ssim_min:
             lo = mid
         else:
             hi = mid
@@ -80,6 +82,20 @@ def first_mode(original: np.ndarray, gate, peak: float) -> Mode:
     """What `auto` encodes a slice at first: near-lossless at the model's k, or lossless."""
     k = first_k(np.asarray(original), gate.psnr_min, gate.ssim_min, gate.max_error_max, peak)
     return Mode.near_lossless(k) if k > 0 else Mode.lossless()
+
+
+def looser_mode(original: np.ndarray, passed: Mode, measured_mse: float, gate, peak: float) -> Mode | None:
+    """After near-lossless:k passed its gate with this measured MSE: a larger k to try once, or None.
+
+    The uniform-error model overstates a near-lossless decode's error where the residual layer reproduces pixels
+    exactly (on a 512² CT the MSE is ~0.45 of k(k+1)/3; on noisy MR ~0.8), so the first k is conservative. Scaling
+    the model by what this decode measured predicts the larger k; the caller keeps it only if its own decode passes
+    and it is smaller (the looser payload is not always smaller: the residual layer's choice can change with k)."""
+    if passed.kind != "near-lossless":
+        return None
+    scale = min(max(measured_mse / noise_variance(passed.level), _SCALE_FLOOR), 1.0)
+    k = first_k(np.asarray(original), gate.psnr_min, gate.ssim_min, gate.max_error_max, peak, scale)
+    return Mode.near_lossless(k) if k > passed.level else None
 
 
 def next_stricter(mode: Mode, floor_k: int = 0) -> Mode | None:

@@ -42,6 +42,11 @@ def _psnr(peak: float, err: float) -> float:
     return math.inf if err == 0.0 else 10.0 * math.log10(peak * peak / err)
 
 
+def mse_at(peak: float, psnr_db: float) -> float:
+    """The MSE a PSNR figure stands for at this peak (0 for an exact decode's +inf)."""
+    return 0.0 if math.isinf(psnr_db) else peak * peak / 10.0 ** (psnr_db / 10.0)
+
+
 def psnr(original: np.ndarray, decoded: np.ndarray, bits_stored: int | None = None) -> float:
     """10*log10(R^2 / MSE) with R = psnr_peak(original); +inf when the decode is exact. `bits_stored` is not used
     (kept so every metric takes the same arguments)."""

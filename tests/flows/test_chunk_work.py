@@ -48,3 +48,24 @@ def test_a_failing_frame_is_escalated_before_the_archive_is_written(tmp_path):
     # the ceiling stops the ladder: a frame that still fails is returned failing, at the last mode allowed
     (stuck,) = encode_chunk(chunk, Mode.parse("lossy:0"), Gate(psnr_min=1000.0), Mode.parse("lossy:0")).frames
     assert stuck.mode == Mode.parse("lossy:0") and not stuck.quality.passed and not stuck.quality.escalations
+
+
+def test_auto_keeps_the_looser_k_its_measured_error_allows(tmp_path):
+    """`auto` on the CT 693 under the CT gate: the model's first k passes with room to spare, the looser k its
+    measured error predicts passes too and is smaller, so that one is stored (not an escalation)."""
+    from codec import api
+    from dicom_io import iter_frames, read_studies
+    from flows.chunk_work import encode_chunk
+    from flows.chunks import chunks_of
+    from quality import auto, metrics
+
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.40003", [_find("693_UNCR.dcm")])
+    (chunk,) = chunks_of(read_studies(files).studies[0])
+    (original,) = list(iter_frames(chunk.instances[0]))
+    gate = Gate(psnr_min=50.0, ssim_min=0.99, max_error_max=30)
+    (ef,) = encode_chunk(chunk, auto.AUTO, gate, Mode.lossless()).frames
+    first = auto.first_mode(original, gate, metrics.psnr_peak(original))
+    assert ef.quality.passed and ef.mode.level > first.level and not ef.quality.escalations
+    fmt = chunk.instances[0].pixel
+    assert len(ef.payload) < len(api.encode(original, first, fmt.bits_stored, fmt.signed))
+    assert ef.quality.max_error <= ef.mode.level

@@ -57,3 +57,22 @@ def test_ladder_halves_k_then_ends_at_lossless():
         chain.append(str(m))
         m = auto.next_stricter(m)
     assert chain == ["near-lossless:12", "near-lossless:6", "near-lossless:3", "near-lossless:1", "lossless"]
+
+
+def test_looser_mode_follows_the_error_the_decode_measured():
+    """On the CT 693 the residual layer reproduces the padding and air exactly, so a decode's MSE is about half the
+    uniform model's: the model's first k passes with room, and the k scaled by the measured error passes too."""
+    frame, bits, signed = _real("693_UNCR")
+    gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": 0.99, "max_error_max": 30})
+    peak = metrics.psnr_peak(frame)
+    first = auto.first_mode(frame, gate, peak)
+    decoded = api.decode(api.encode(frame, first, bits, signed))
+    measured = metrics.mse(frame, decoded)
+    assert measured < 0.7 * auto.noise_variance(first.level)
+    looser = auto.looser_mode(frame, first, measured, gate, peak)
+    assert looser is not None and first.level < looser.level <= 30
+    decoded = api.decode(api.encode(frame, looser, bits, signed))
+    assert metrics.psnr(frame, decoded, bits) >= 50.0 and metrics.ssim(frame, decoded) >= 0.99
+    # an error as large as the model's leaves nothing looser; neither does lossless
+    assert auto.looser_mode(frame, first, auto.noise_variance(first.level), gate, peak) is None
+    assert auto.looser_mode(frame, Mode.lossless(), 0.0, gate, peak) is None

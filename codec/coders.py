@@ -139,7 +139,8 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
-    """Version 2 of the residual layer, or version 1 where a centre probe (a few tens of ms) says it is smaller:
+    """The raster residual layer (stream version 3; version 2 streams still decode), or version 1 where a centre
+    probe (a few tens of ms) says it is smaller:
     for k > 0 always; lossless only when version 2 finds a pixel-parity structure (upsampled, interleaved slices),
     so a plain lossless slice pays for version 2 alone. Version 2's predictor is fitted once, for probe and slice."""
     weights = residual_raster.fit_weights(np.ascontiguousarray(values, dtype=np.int64), k)
@@ -163,7 +164,7 @@ class ResidualCoder(Coder):
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
         (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
-        The residual layer is stream version 2, or version 1 where that is smaller (_residual_stream).
+        The residual layer is the raster one (stream version 3), or version 1 where that is smaller (_residual_stream).
         """
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)

@@ -11,6 +11,10 @@ add, next to the half-octave activity bucket, a secondary index, and whose q may
             against the prediction) context -- robust where a mean would be pulled by the field-of-view border;
             context: 0 if the vote is 0 else 1 + (|vote| large against its count)
   sprB      B bins of the sub-predictors' spread (max - min over step, in octaves)
+  ss, ssa   |q| is the token and the (flipped) sign a binary symbol of its own, context: sign state x magnitude
+            class (x 4 coarse activity classes for ssa); st instead puts the sign in the token (doubled alphabet)
+  sgn4      4-neighbour sign vote (4 states); sgnf: sgn's flip without its contexts
+  halveN    a context's counts are halved when they pass N;  p2_N: back-off prior weighs N tokens (default 32)
   bo        back-off: a (activity, secondary) context's prior is its activity bucket's pooled counts (with the
             neighbouring buckets' prior, as version 2), weighing PRIOR2 tokens; without bo the secondary contexts
             have only version 2's neighbouring-bucket prior within the same secondary index
@@ -18,7 +22,8 @@ add, next to the half-octave activity bucket, a secondary index, and whose q may
 Every probability is an integer (exact float64): version 2's table on the pooled activity counts, then
 counts*SCALE + that table scaled to PRIOR2*SCALE + 1 for a secondary context. Byte counts are real (constriction's
 range coder) plus the version 2 header (43 bytes), 4 bytes a weight and the design's side information; "v2" is
-checked byte for byte against codec.residual_raster.encode_residual. Nothing is decoded back.
+checked byte for byte against codec.residual_raster.encode_residual(version=2), and bo+sgn+ssa+p2_64+halve8192
+against version 3 (the stream it became). Nothing is decoded back.
 
     cd /work/wt-ctx && PYTHONPATH=/work/wt-ctx NUMBA_CACHE_DIR=/tmp/numba-wt-ctx \\
         /work/main/.venv/bin/python -m lab.context_models --k 0 2
@@ -46,6 +51,7 @@ FILES = ("693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "CT_small.dcm", str(TRAIN 
          str(TRAIN / "CT/petct-tumorseg/IM-0001-0061.dcm"),
          "MR2_UNCR.dcm", "MR_small.dcm", str(TRAIN / "MR/wg04/MR1_UNC.dcm"), "RG1_UNCR.dcm")
 HEAD_BYTES = 43
+V3 = "bo+sgn+ssa+p2_64+halve8192"  # what codec.residual_raster's stream version 3 codes
 SCALE, PRIOR_MASS = K.SCALE, K.PRIOR_MASS
 
 
@@ -440,9 +446,12 @@ def main() -> None:
         for k in args.k:
             w = fit_weights(v, k)
             base = code(v, k, bits, signed, "v2", w)
-            real = len(encode_residual(v, np.full_like(v, int(v.flat[0])), k, bits, signed))
+            flat = np.full_like(v, int(v.flat[0]))
+            real = len(encode_residual(v, flat, k, bits, signed, w, version=2))
             assert real == base, (name, k, real, base)
             b = {d: code(v, k, bits, signed, d, w) for d in designs}
+            if V3 in b:  # the prototype of what stream version 3 is, byte for byte
+                assert b[V3] == len(encode_residual(v, flat, k, bits, signed, w, version=3)), name
             totals[k][mod]["v2"] += base
             for d in designs:
                 totals[k][mod][d] += b[d]

@@ -139,11 +139,12 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
-    """Version 2 of the residual layer, or version 1 where it codes the slice smaller. Version 1 is tried (a whole
-    encode, ~0.3 s on 512²) only where a centre probe (a few tens of ms) favours it: for k > 0 always; lossless only
-    when version 2 finds a pixel-parity structure (upsampled, interleaved slices), so a plain lossless slice pays for
-    version 2 alone. The smaller whole stream is kept: a centre crop can misjudge the slice (at k = 30 on the CT 693
-    it picked version 1, 50 % larger). Version 2's predictor is fitted once, for probe and slice."""
+    """The raster residual layer (stream version 3; version 2 streams still decode), or version 1 where it codes the
+    slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a centre probe (a few tens of ms)
+    favours it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
+    interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
+    a centre crop can misjudge the slice (at k = 30 on the CT 693 it picked version 1, 50 % larger). The raster
+    layer's predictor is fitted once, for probe and slice."""
     weights = residual_raster.fit_weights(np.ascontiguousarray(values, dtype=np.int64), k)
     res = residual_raster.encode_residual(values, recon, k, bits, signed, weights)
     if (k > 0 or len(weights) > 1) and _probe(values, recon, k, bits, signed, weights) is residual:
@@ -163,7 +164,7 @@ class ResidualCoder(Coder):
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
         (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
-        The residual layer is stream version 2, or version 1 where that is smaller (_residual_stream).
+        The residual layer is the raster one (stream version 3), or version 1 where that is smaller (_residual_stream).
         """
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)

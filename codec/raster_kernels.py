@@ -160,6 +160,17 @@ def probability_rows(counts, table, dirty, ctx, n, out):
     """The coding distribution of each pixel on the wavefront (row m of `out`), from its context's integer table:
     observed token counts, plus a bounded prior from the neighbouring contexts, plus one. Integers below 2**53, so
     the float64 rows are exact. Only the tables whose counts (or their neighbours') changed are rebuilt."""
+    rebuild(counts, table, dirty, np.zeros(counts.shape[0], np.bool_))
+    for m in range(n):
+        c = ctx[m]
+        for a in range(counts.shape[1]):
+            out[m, a] = table[c, a]
+
+
+@nb.njit(cache=True)
+def rebuild(counts, table, dirty, rebuilt):
+    """probability_rows' tables: those whose counts (or their neighbours') changed are rebuilt (marked in
+    `rebuilt`); `dirty` is cleared."""
     C, A = counts.shape
     for c in range(C):
         a0, a1 = max(c - 1, 0), min(c + 2, C)
@@ -168,6 +179,7 @@ def probability_rows(counts, table, dirty, ctx, n, out):
             stale = stale or dirty[cc]
         if not stale:
             continue
+        rebuilt[c] = True
         total = 0
         for cc in range(a0, a1):
             for a in range(A):
@@ -179,10 +191,6 @@ def probability_rows(counts, table, dirty, ctx, n, out):
                 near += counts[cc, a]
             table[c, a] = counts[c, a] * SCALE + near * (PRIOR_MASS * SCALE) // total + 1
     dirty[:] = False
-    for m in range(n):
-        c = ctx[m]
-        for a in range(A):
-            out[m, a] = table[c, a]
 
 
 @nb.njit(cache=True)

@@ -1,14 +1,16 @@
-"""Residual layer, stream version 2: raster order with per-image and self-correcting prediction, by wavefronts.
+"""Residual layer, stream versions 2 and 3: raster order with per-image and self-correcting prediction, by wavefronts.
 
 A pixel's prediction mixes an integer combination of 12 causal decoded neighbours (weights summing to exactly
 2**SHIFT, fitted by the encoder with L1 reweighted least squares on a sample and sent in the stream, so flat regions
 are predicted exactly) with five fixed predictors, each weighted by its recent errors around the pixel
 (codec/raster_kernels.py). The residual r = value - prediction is quantised with step 2k+1 as in version 1
 (|value - decoded| <= k everywhere, k = 0 exact) and coded with constriction's range coder: a token per pixel from
-per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 1
-streams (codec/residual.py) keep decoding.
+per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 3
+(what new streams are) codes the same walk with richer contexts: the neighbours' residual signs split the activity
+contexts (with a back-off prior) and flip q, and the sign is a symbol of its own (codec/raster_kernels3.py).
+Version 1 streams (codec/residual.py) keep decoding.
 
-Stream: header (magic MZR2, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
+Stream: header (magic MZR2 or MZR3, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
 CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or one per
 pixel parity class for interleaved or upsampled images), then the range coder's words. The reconstruction
 under it is flat (every pixel the base value), which is what payloads without latents carry.
@@ -22,11 +24,14 @@ import constriction
 import numpy as np
 
 from codec import raster_kernels as K
+from codec import raster_kernels3 as K3
 from codec.errors import ResidualError
 from codec.robust_fit import l1_fit
 from codec.values import check_fits, value_range
 
 MAGIC = b"MZR2"
+MAGIC3 = b"MZR3"
+_MAGICS = {MAGIC: 2, MAGIC3: 3}
 _HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
 _WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow (1 or 4)
 _WEIGHT_BITS = 16  # rough cost of one sent weight when choosing between one and four sets
@@ -35,7 +40,7 @@ _SAMPLE = 6000  # pixels the predictor is fitted on
 
 
 def is_raster_stream(data: bytes) -> bool:
-    return bytes(data[:4]) == MAGIC
+    return bytes(data[:4]) in _MAGICS
 
 
 def _crc(a: np.ndarray) -> int:
@@ -94,14 +99,15 @@ def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
 
 
 def weight_sets(data: bytes) -> int:
-    """How many weight sets a version 2 stream carries: 4 says the slice has a pixel-parity structure."""
+    """How many weight sets a version 2 or 3 stream carries: 4 says the slice has a pixel-parity structure."""
     return _HEAD.unpack_from(bytes(data))[-1]
 
 
 class _Walk:
     """What encoder and decoder both hold while walking the wavefronts."""
 
-    def __init__(self, shape: tuple[int, int], k: int, bits: int, signed: bool, top: int):
+    def __init__(self, shape: tuple[int, int], k: int, bits: int, signed: bool, top: int, version: int = 2):
+        self.version = version
         self.rows, self.cols = shape
         self.k, self.step = k, 2 * k + 1
         self.lo, self.hi = value_range(bits, signed, ResidualError)
@@ -109,8 +115,8 @@ class _Walk:
         self.P = np.full((self.rows + K.PAD, self.cols + 2 * K.PAD), top, np.int64)
         self.E = np.zeros_like(self.P)
         self.ES = np.zeros(self.P.shape + (K.N_SUB,), np.int64)  # a pixel's sub-predictor errors side by side
-        alphabet = K.n_tokens(bits + 1)
-        self.counts = np.zeros((K.N_CTX, alphabet), np.int64)
+        alphabet = K.n_tokens(bits + 1 if version == 2 else bits)  # version 3 codes |q|, version 2 the folded q
+        self.counts = np.zeros((K.N_CTX, alphabet), np.int64)  # version 3: pooled over the sign states
         self.table = np.zeros((K.N_CTX, alphabet), np.float64)
         self.dirty = np.ones(K.N_CTX, np.bool_)
         m = min(self.rows, (self.cols + 1) // 2) + 1
@@ -120,23 +126,70 @@ class _Walk:
         self.sizes, self.bits = np.zeros(m, np.int32), np.zeros(m, np.int32)
         self.categorical = constriction.stream.model.Categorical(perfect=False)
         self.uniform = constriction.stream.model.Uniform()
+        if version == 3:
+            self.tab_a = np.zeros((K.N_CTX, alphabet), np.int64)
+            self.tab_sum = np.ones(K.N_CTX, np.int64)
+            self.counts3 = np.zeros((K.N_CTX * K3.N_STATE, alphabet), np.int64)
+            self.table3 = np.zeros_like(self.counts3)
+            self.dirty3 = np.ones(K.N_CTX * K3.N_STATE, np.bool_)
+            self.rebuilt = np.zeros(K.N_CTX, np.bool_)
+            self.SQ = np.zeros_like(self.P)
+            self.state, self.flip, self.neg, self.sctx = (np.zeros(m, np.int64) for _ in range(4))
+            self.symbols = np.zeros(m, np.int32)
+            self.srows = np.zeros((m, 2), np.float64)
+            self.scounts = np.zeros((K3.N_SIGN_CTX, 2), np.int64)
+            self.n_signs = 0
 
     def wavefronts(self) -> range:
         return range(K.n_wavefronts(self.rows, self.cols))
 
     def predict(self, t: int, weights: np.ndarray) -> int:
         K.start(t, self.P, self.rows, self.top)
-        return K.predict(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, weights, self.lo, self.hi,
-                         self.pred, self.sub, self.ctx)
+        n = K.predict(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, weights, self.lo, self.hi,
+                      self.pred, self.sub, self.ctx)
+        if self.version == 3:
+            K3.sign_state(t, self.SQ, self.rows, self.cols, n, self.state, self.flip)
+        return n
+
+    def quantise(self, t: int, v: np.ndarray, n: int) -> int:
+        if self.version == 2:
+            return K.quantise(t, v, self.rows, self.cols, self.k, self.step, self.pred, n, self.q, self.tok,
+                              self.nraw, self.raw)
+        return K3.quantise(t, v, self.rows, self.cols, self.k, self.step, self.pred, self.flip, n, self.q, self.tok,
+                           self.nraw, self.raw, self.neg)
 
     def commit(self, t: int) -> None:
         K.commit(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, self.lo, self.hi, self.q, self.pred,
                  self.sub, self.ctx, self.counts, self.dirty, self.tok)
+        if self.version == 3:
+            K3.commit(t, self.SQ, self.rows, self.cols, self.q, self.ctx, self.state, self.tok, self.counts3,
+                      self.dirty3, self.sctx, self.symbols, self.n_signs, self.scounts)
         K.finish(t, self.P, self.rows, self.cols)
 
     def probabilities(self, n: int) -> np.ndarray:
-        K.probability_rows(self.counts, self.table, self.dirty, self.ctx, n, self.rows_buf)
+        if self.version == 2:
+            K.probability_rows(self.counts, self.table, self.dirty, self.ctx, n, self.rows_buf)
+        else:
+            K3.probability_rows(self.counts3, self.counts, self.tab_a, self.tab_sum, self.table3, self.dirty3,
+                                self.dirty, self.rebuilt, self.ctx, self.state, n, self.rows_buf)
         return self.rows_buf[:n]
+
+    def sign_rows(self, n: int) -> np.ndarray:
+        """Version 3, after the wavefront's tokens: the distributions of its signs (one per non-zero value)."""
+        self.n_signs = K3.sign_rows(self.tok, self.state, self.ctx, n, self.scounts, self.sctx, self.srows)
+        return self.srows[: self.n_signs]
+
+    def encode_signs(self, enc, n: int) -> None:
+        rows = self.sign_rows(n)
+        if len(rows):
+            K3.signs_out(self.tok, self.neg, n, self.symbols)
+            enc.encode(self.symbols[: len(rows)], self.categorical, rows)
+
+    def decode_signs(self, dec, n: int) -> None:
+        rows = self.sign_rows(n)
+        if len(rows):
+            self.symbols[: len(rows)] = dec.decode(self.categorical, rows)
+        K3.signs_in(self.tok, self.symbols, n, self.neg)
 
     def encode_raw(self, enc, n: int, most: int) -> None:
         for lo in range(0, most, K.RAW_CHUNK):
@@ -154,26 +207,31 @@ class _Walk:
 
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
-                    weights: np.ndarray | None = None) -> bytes:
+                    weights: np.ndarray | None = None, version: int = 3) -> bytes:
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
-    predictor `weights` (fit_weights(values, k) when None; a probe of a crop passes the whole slice's)."""
+    predictor `weights` (fit_weights(values, k) when None; a probe of a crop passes the whole slice's), as a
+    stream of `version` (3; 2 for measurements against it)."""
+    if version not in (2, 3):
+        raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
     weights = fit_weights(v, k) if weights is None else np.asarray(weights, np.int64)
     top = int(v[0, 0])
-    st = _Walk(v.shape, k, bits_stored, signed, top)
+    st = _Walk(v.shape, k, bits_stored, signed, top, version)
     enc = constriction.stream.queue.RangeEncoder()
     for t in st.wavefronts():
         n = st.predict(t, weights)
-        most = K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
+        most = st.quantise(t, v, n)
         enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
+        if version == 3:
+            st.encode_signs(enc, n)
         st.encode_raw(enc, n, most)
         st.commit(t)
     decoded = st.decoded()
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
-    head = _HEAD.pack(MAGIC, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded), len(weights))
+    head = _HEAD.pack(MAGIC if version == 2 else MAGIC3, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded), len(weights))
     sets = b"".join(_WEIGHTS.pack(*w.tolist()) for w in weights)
     return head + sets + enc.get_compressed().astype("<u4").tobytes()
 
@@ -184,8 +242,9 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     if len(data) < _HEAD.size + _WEIGHTS.size:
         raise ResidualError(f"residual stream truncated: {len(data)} bytes")
     magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec, n_sets = _HEAD.unpack_from(data)
-    if magic != MAGIC:
-        raise ResidualError(f"not a version 2 residual stream (magic {magic!r})")
+    if magic not in _MAGICS:
+        raise ResidualError(f"not a version 2 or 3 residual stream (magic {magic!r})")
+    version = _MAGICS[magic]
     if (k_s, bits_s, bool(signed_s), (rows, cols)) != (k, bits_stored, bool(signed), recon.shape):
         raise ResidualError(
             f"stream was coded with k={k_s}, bits={bits_s}, signed={bool(signed_s)}, shape={(rows, cols)}; "
@@ -201,14 +260,19 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     lo, hi = value_range(bits_stored, signed, ResidualError)
     if not lo <= top <= hi:
         raise ResidualError("residual stream corrupted: first value outside the range")
-    st = _Walk((rows, cols), k, bits_stored, signed, top)
+    st = _Walk((rows, cols), k, bits_stored, signed, top, version)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
     try:
         for t in st.wavefronts():
             n = st.predict(t, weights)
             st.tok[:n] = dec.decode(st.categorical, st.probabilities(n))
+            if version == 3:
+                st.decode_signs(dec, n)
             st.decode_raw(dec, n, K.raw_sizes(st.tok, n, st.nraw))
-            K.unquantise(st.tok, st.raw, n, st.q)
+            if version == 2:
+                K.unquantise(st.tok, st.raw, n, st.q)
+            else:
+                K3.unquantise(st.tok, st.raw, st.neg, st.flip, n, st.q)
             st.commit(t)
     except Exception as exc:  # the range decoder tripping over corrupted data
         raise ResidualError(f"residual stream corrupted: {exc}") from None

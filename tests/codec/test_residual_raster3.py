@@ -1,0 +1,89 @@
+"""codec.residual_raster stream version 3 (MZR3, what new streams are): exact, bounded, smaller than version 2 on
+CT, refusing corruption, kept decodable; version 2 streams keep decoding alongside."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from codec import residual_raster as R
+from codec.errors import ResidualError
+from lab.realdata import find
+
+KEPT = Path(__file__).parents[1] / "data" / "payloads"
+
+
+def _real(name: str):
+    ds = pydicom.dcmread(find(name))
+    v = ds.pixel_array.reshape((-1, ds.Rows, ds.Columns))[0].astype(np.int64)
+    return v, int(ds.BitsStored), int(ds.PixelRepresentation) == 1
+
+
+def _flat(v):
+    return np.full(v.shape, int(v.min()), np.int64)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "693_UNCR.dcm"])
+@pytest.mark.parametrize("k", [0, 1, 2, 5])
+def test_round_trip_on_real_slices_keeps_the_bound(name, k):
+    v, bits, signed = _real(name)
+    data = R.encode_residual(v, _flat(v), k, bits, signed)
+    assert data[:4] == R.MAGIC3
+    err = np.abs(R.decode_residual(data, _flat(v), k, bits, signed) - v)
+    assert err.max() <= k
+    if k == 0:
+        assert err.max() == 0
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_smaller_than_version_2_on_a_ct_and_both_decode_the_same(k):
+    v, bits, signed = _real("693_UNCR.dcm")
+    w = R.fit_weights(v, k)
+    v3 = R.encode_residual(v, _flat(v), k, bits, signed, w)
+    v2 = R.encode_residual(v, _flat(v), k, bits, signed, w, version=2)
+    assert v2[:4] == R.MAGIC and R.is_raster_stream(v2) and R.is_raster_stream(v3)
+    assert len(v3) < 0.97 * len(v2)
+    assert np.array_equal(R.decode_residual(v3, _flat(v), k, bits, signed),
+                          R.decode_residual(v2, _flat(v), k, bits, signed))
+
+
+def test_large_residuals_of_both_signs_and_full_range():
+    """Residuals far beyond the direct tokens, where version 3's signs are coded apart from the raw bits."""
+    rng = np.random.default_rng(3)
+    v = rng.integers(-(1 << 15), 1 << 15, (40, 50), dtype=np.int64)
+    v[::3] = -(1 << 15)
+    v[:, ::4] = (1 << 15) - 1
+    for k in (0, 7):
+        decoded = R.decode_residual(R.encode_residual(v, _flat(v), k, 16, True), _flat(v), k, 16, True)
+        assert np.abs(decoded - v).max() <= k
+
+
+def test_corruption_is_an_error_never_a_silent_result():
+    v, bits, signed = _real("MR_small.dcm")
+    data = R.encode_residual(v, _flat(v), 2, bits, signed)
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        bad = bytearray(data)
+        pos = int(rng.integers(80, len(bad)))
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        try:
+            out = R.decode_residual(bytes(bad), _flat(v), 2, bits, signed)
+        except ResidualError:
+            continue
+        assert np.abs(out - v).max() <= 2
+    with pytest.raises(ResidualError):
+        R.decode_residual(b"MZR4" + data[4:], _flat(v), 2, bits, signed)
+    with pytest.raises(ResidualError):
+        R.encode_residual(v, _flat(v), 2, bits, signed, version=4)
+
+
+def test_the_kept_version_3_stream_still_decodes():
+    """A stream written when version 3 shipped: later releases must decode it to the same values."""
+    meta = json.loads((KEPT / "ct_small_lossless_v3.json").read_text())
+    data = (KEPT / "ct_small_lossless_v3.bin").read_bytes()
+    assert data[:4] == b"MZR3"
+    recon = np.full(meta["shape"], meta["base"], np.int64)
+    values = R.decode_residual(data, recon, 0, meta["bits"], meta["signed"])
+    assert hashlib.sha256(values.astype("<i8").tobytes()).hexdigest() == meta["values_sha256"]

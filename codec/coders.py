@@ -125,16 +125,17 @@ _PROBE = 96  # side of the centre crop on which the two residual layers are comp
 _PROBE_LOSSLESS = 64
 
 
-def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, weights: np.ndarray):
-    """The residual layer that codes a centre crop of the slice in fewer bytes: version 2 (raster, fast; with the
-    whole slice's predictor `weights`, as it would code the slice) wins on most CT and MR; version 1 (interleaved
+def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
+           predictor: residual_raster.Predictor):
+    """The residual layer that codes a centre crop of the slice in fewer bytes: the raster one (fast; with the whole
+    slice's `predictor`, as it would code the slice) wins on most CT and MR; version 1 (interleaved
     levels) on very smooth slices at k > 0."""
     rows, cols = values.shape
     side = _PROBE if k else _PROBE_LOSSLESS
     r0, c0 = max(0, (rows - side) // 2) & ~1, max(0, (cols - side) // 2) & ~1  # even: the same pixel parities
     crop = np.ascontiguousarray(values[r0 : r0 + side, c0 : c0 + side])
     base = recon[: crop.shape[0], : crop.shape[1]]
-    v2 = len(residual_raster.encode_residual(crop, base, k, bits, signed, weights))
+    v2 = len(residual_raster.encode_residual(crop, base, k, bits, signed, predictor))
     return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < v2 else residual_raster
 
 
@@ -145,9 +146,9 @@ def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, s
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
     a centre crop can misjudge the slice (at k = 30 on the CT 693 it picked version 1, 50 % larger). The raster
     layer's predictor is fitted once, for probe and slice."""
-    weights = residual_raster.fit_weights(np.ascontiguousarray(values, dtype=np.int64), k)
-    res = residual_raster.encode_residual(values, recon, k, bits, signed, weights)
-    if (k > 0 or len(weights) > 1) and _probe(values, recon, k, bits, signed, weights) is residual:
+    predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
+    res = residual_raster.encode_residual(values, recon, k, bits, signed, predictor)
+    if (k > 0 or predictor.by_parity) and _probe(values, recon, k, bits, signed, predictor) is residual:
         res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
     return res
 

@@ -125,19 +125,30 @@ def _mix(pi, pj, ES, sub):
 
 
 @nb.njit(cache=True)
-def predict(t, P, E, ES, rows, cols, step, weights, lo, hi, pred, sub, ctx):
+def predict(t, P, E, ES, rows, cols, step, weights, thresholds, lo, hi, pred, sub, ctx):
     """Prediction and context of every pixel on wavefront t (its sub-predictions in `sub`); returns how many.
-    `weights` holds one set, or four indexed by the pixel's (row, column) parity."""
+    `weights` holds one set; or four indexed by the pixel's (row, column) parity; or, with `thresholds`, one per
+    intensity class: how many thresholds the decoded (W + N) / 2 reaches (codec/raster_fit.py)."""
     i0, i1 = bounds(t, rows, cols)
-    by_parity = weights.shape[0] == 4
+    by_parity = weights.shape[0] == 4 and thresholds.shape[0] == 0
+    by_level = thresholds.shape[0] > 0
     n = 0
     for i in range(i0, i1 + 1):
         pi, pj = i + PAD, t - 2 * i + PAD
-        w = weights[((i & 1) << 1) | ((t - 2 * i) & 1)] if by_parity else weights[0]
+        w_, n_, nw_, ne_ = P[pi, pj - 1], P[pi - 1, pj], P[pi - 1, pj - 1], P[pi - 1, pj + 1]
+        if by_level:
+            level = (w_ + n_) >> 1
+            c = 0
+            while c < thresholds.shape[0] and level >= thresholds[c]:
+                c += 1
+            w = weights[c]
+        elif by_parity:
+            w = weights[((i & 1) << 1) | ((t - 2 * i) & 1)]
+        else:
+            w = weights[0]
         acc = np.int64(1 << (SHIFT - 1))
         for m in range(N_NEIGHBOURS):
             acc += w[m] * P[pi + OFFSETS[m, 0], pj + OFFSETS[m, 1]]
-        w_, n_, nw_, ne_ = P[pi, pj - 1], P[pi - 1, pj], P[pi - 1, pj - 1], P[pi - 1, pj + 1]
         sub[n, 0] = acc >> SHIFT  # the fitted linear predictor
         sub[n, 1] = w_ + n_ - nw_  # plane
         sub[n, 2] = n_ + ne_ - P[pi - 2, pj + 1]  # north, with the slope of the row above

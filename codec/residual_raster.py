@@ -2,17 +2,19 @@
 
 A pixel's prediction mixes an integer combination of 12 causal decoded neighbours (weights summing to exactly
 2**SHIFT, fitted by the encoder with L1 reweighted least squares on a sample and sent in the stream, so flat regions
-are predicted exactly) with five fixed predictors, each weighted by its recent errors around the pixel
+are predicted exactly; codec/raster_fit.py) with five fixed predictors, each weighted by its recent errors around the pixel
 (codec/raster_kernels.py). The residual r = value - prediction is quantised with step 2k+1 as in version 1
 (|value - decoded| <= k everywhere, k = 0 exact) and coded with constriction's range coder: a token per pixel from
 per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 3
 (what new streams are) codes the same walk with richer contexts: the neighbours' residual signs split the activity
-contexts (with a back-off prior) and flip q, and the sign is a symbol of its own (codec/raster_kernels3.py).
+contexts (with a back-off prior) and flip q, and the sign is a symbol of its own (codec/raster_kernels3.py); its
+predictor may also have one weight set per intensity class.
 Version 1 streams (codec/residual.py) keep decoding.
 
-Stream: header (magic MZR2 or MZR3, k, bits, signed, rows, cols, base, the value above the first row (the first pixel's),
-CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or one per
-pixel parity class for interleaved or upsampled images), then the range coder's words. The reconstruction
+Stream: header (magic MZR2 or MZR3, k, bits, signed, rows, cols, base, the value above the first row (the first
+pixel's), CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or
+one per pixel parity class for interleaved or upsampled images, or (version 3 only) three intensity class sets
+followed by their two thresholds), then the range coder's words. The reconstruction
 under it is flat (every pixel the base value), which is what payloads without latents carry.
 """
 from __future__ import annotations
@@ -26,17 +28,16 @@ import numpy as np
 from codec import raster_kernels as K
 from codec import raster_kernels3 as K3
 from codec.errors import ResidualError
-from codec.robust_fit import l1_fit
+from codec.raster_fit import INTENSITY_CLASSES, Predictor, fit_predictor, fit_weights  # noqa: F401 (re-exported)
 from codec.values import check_fits, value_range
 
 MAGIC = b"MZR2"
 MAGIC3 = b"MZR3"
 _MAGICS = {MAGIC: 2, MAGIC3: 3}
 _HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
-_WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow (1 or 4)
-_WEIGHT_BITS = 16  # rough cost of one sent weight when choosing between one and four sets
-_PARITY_GAIN = 0.95  # four sets only when the proxy says they save at least 5 %
-_SAMPLE = 6000  # pixels the predictor is fitted on
+_WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow
+_THRESHOLDS = struct.Struct(f"<{INTENSITY_CLASSES - 1}q")  # after the weights of intensity class sets (version 3)
+_SETS = {2: (1, 4), 3: (1, 4, INTENSITY_CLASSES)}  # the weight set counts each version may carry
 
 
 def is_raster_stream(data: bytes) -> bool:
@@ -45,57 +46,6 @@ def is_raster_stream(data: bytes) -> bool:
 
 def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
-
-
-def _samples(values: np.ndarray, padded: np.ndarray, k: int, parity: tuple[int, int] | None, rng
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Neighbours (with the decoder's error for k > 0) and targets at _SAMPLE pixels, of one parity class or all.
-    `padded` is `values` edge-padded by K.PAD above and on both sides."""
-    rows, cols = values.shape
-    if parity is None:
-        ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
-    else:
-        ii = parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, _SAMPLE)
-        jj = parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, _SAMPLE)
-    near = padded[(ii + K.PAD)[:, None] + K.OFFSETS[:, 0], (jj + K.PAD)[:, None] + K.OFFSETS[:, 1]].astype(np.float64)
-    if k:  # for k > 0 the neighbours carry the decoder's error, so the fit does not lean on what it blurs
-        near += rng.integers(-k, k, near.shape, endpoint=True)
-    return near, values[ii, jj].astype(np.float64)
-
-
-def _fit(near: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Robust (L1 by reweighted least squares) integer weights summing to exactly 2**SHIFT, no constant."""
-    ref = near[:, 1:2]  # N: the weights of the others act on differences from it
-    x = np.delete(near - ref, 1, axis=1)
-    y = target - ref[:, 0]
-    w = l1_fit(x, y)
-    wi = np.clip(np.round(w * (1 << K.SHIFT)), -(16 << K.SHIFT), 16 << K.SHIFT).astype(np.int64)
-    return np.insert(wi, 1, (1 << K.SHIFT) - int(wi.sum()))
-
-
-def _cost(near: np.ndarray, target: np.ndarray, weights: np.ndarray, step: int) -> float:
-    """Proxy for the coded size of a fit's residuals: sum of log2(1 + |q|)."""
-    # einsum, not BLAS (see codec/robust_fit.py)
-    pred = np.floor((np.einsum("ni,i->n", near, weights.astype(np.float64), optimize=False) + (1 << (K.SHIFT - 1)))
-                    / (1 << K.SHIFT))
-    return float(np.log2(1.0 + np.abs(target - pred) / step).sum())
-
-
-def fit_weights(values: np.ndarray, k: int = 0) -> np.ndarray:
-    """Predictor weights, one row per weight set: one set for the slice, or one per pixel parity class (row, column
-    parity) when that is cheaper by the proxy, as on interleaved or upsampled images."""
-    rng = np.random.default_rng(0)
-    step = 2 * k + 1
-    padded = np.pad(values, ((K.PAD, 0), (K.PAD, K.PAD)), mode="edge")
-    near, target = _samples(values, padded, k, None, rng)
-    one = _fit(near, target)[None, :]
-    if min(values.shape) < 8:
-        return one
-    classes = [_samples(values, padded, k, (a, b), rng) for a in (0, 1) for b in (0, 1)]
-    four = np.stack([_fit(n, t) for n, t in classes])
-    cost_one = sum(_cost(n, t, one[0], step) for n, t in classes)
-    cost_four = sum(_cost(n, t, w, step) for (n, t), w in zip(classes, four)) + _WEIGHT_BITS * 3 * K.N_NEIGHBOURS
-    return four if cost_four < _PARITY_GAIN * cost_one else one
 
 
 def weight_sets(data: bytes) -> int:
@@ -143,10 +93,10 @@ class _Walk:
     def wavefronts(self) -> range:
         return range(K.n_wavefronts(self.rows, self.cols))
 
-    def predict(self, t: int, weights: np.ndarray) -> int:
+    def predict(self, t: int, predictor: Predictor) -> int:
         K.start(t, self.P, self.rows, self.top)
-        n = K.predict(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, weights, self.lo, self.hi,
-                      self.pred, self.sub, self.ctx)
+        n = K.predict(t, self.P, self.E, self.ES, self.rows, self.cols, self.step, predictor.weights,
+                      predictor.thresholds, self.lo, self.hi, self.pred, self.sub, self.ctx)
         if self.version == 3:
             K3.sign_state(t, self.SQ, self.rows, self.cols, n, self.state, self.flip)
         return n
@@ -207,20 +157,27 @@ class _Walk:
 
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
-                    weights: np.ndarray | None = None, version: int = 3) -> bytes:
+                    predictor: Predictor | np.ndarray | None = None, version: int = 3) -> bytes:
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
-    predictor `weights` (fit_weights(values, k) when None; a probe of a crop passes the whole slice's), as a
-    stream of `version` (3; 2 for measurements against it)."""
-    if version not in (2, 3):
+    `predictor` (fitted to the values when None; a probe of a crop passes the whole slice's; bare weight sets are
+    taken as one set or four parity sets), as a stream of `version` (3; 2 for measurements against it)."""
+    if version not in _SETS:
         raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
-    weights = fit_weights(v, k) if weights is None else np.asarray(weights, np.int64)
+    if predictor is None:
+        predictor = fit_predictor(v, k, intensity=version >= 3)
+    elif not isinstance(predictor, Predictor):
+        predictor = Predictor(np.asarray(predictor, np.int64))
+    sets, by_level = len(predictor.weights), bool(predictor.thresholds.size)
+    if sets not in _SETS[version] or by_level != (version >= 3 and sets == INTENSITY_CLASSES):
+        raise ResidualError(f"stream version {version} cannot carry this predictor ({len(predictor.weights)} sets)")
+    weights = predictor.weights
     top = int(v[0, 0])
     st = _Walk(v.shape, k, bits_stored, signed, top, version)
     enc = constriction.stream.queue.RangeEncoder()
     for t in st.wavefronts():
-        n = st.predict(t, weights)
+        n = st.predict(t, predictor)
         most = st.quantise(t, v, n)
         enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
         if version == 3:
@@ -231,8 +188,11 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
-    head = _HEAD.pack(MAGIC if version == 2 else MAGIC3, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded), len(weights))
+    head = _HEAD.pack(MAGIC if version == 2 else MAGIC3, k, bits_stored, int(signed), *v.shape, base, top,
+                      _crc(recon), _crc(decoded), len(weights))
     sets = b"".join(_WEIGHTS.pack(*w.tolist()) for w in weights)
+    if predictor.thresholds.size:
+        sets += _THRESHOLDS.pack(*predictor.thresholds.tolist())
     return head + sets + enc.get_compressed().astype("<u4").tobytes()
 
 
@@ -251,10 +211,7 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
             f"decoder was given k={k}, bits={bits_stored}, signed={signed}, shape={recon.shape}")
     if _check(None, recon, k, bits_stored, signed) != base or _crc(recon) != crc_rec:
         raise ResidualError("recon differs from the one the residual was coded against")
-    if n_sets not in (1, 4) or len(data) < _HEAD.size + n_sets * _WEIGHTS.size:
-        raise ResidualError(f"residual stream corrupted: {n_sets} weight sets")
-    weights = np.array([_WEIGHTS.unpack_from(data, _HEAD.size + n * _WEIGHTS.size) for n in range(n_sets)], np.int64)
-    body = data[_HEAD.size + n_sets * _WEIGHTS.size :]
+    predictor, body = _read_predictor(data, version, n_sets)
     if len(body) % 4:
         raise ResidualError("residual stream truncated or corrupted (length not a whole number of words)")
     lo, hi = value_range(bits_stored, signed, ResidualError)
@@ -264,7 +221,7 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
     try:
         for t in st.wavefronts():
-            n = st.predict(t, weights)
+            n = st.predict(t, predictor)
             st.tok[:n] = dec.decode(st.categorical, st.probabilities(n))
             if version == 3:
                 st.decode_signs(dec, n)
@@ -280,6 +237,20 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
     if _crc(decoded) != crc_dec:
         raise ResidualError("residual stream corrupted or decoded with another recon: decoded values fail their CRC")
     return decoded
+
+
+def _read_predictor(data: bytes, version: int, n_sets: int) -> tuple[Predictor, bytes]:
+    """The weight sets (and intensity thresholds) after the header, and the range coder's bytes after them."""
+    at = _HEAD.size + n_sets * _WEIGHTS.size
+    by_level = version >= 3 and n_sets == INTENSITY_CLASSES
+    end = at + (_THRESHOLDS.size if by_level else 0)
+    if n_sets not in _SETS[version] or len(data) < end:
+        raise ResidualError(f"residual stream corrupted: {n_sets} weight sets")
+    weights = np.array([_WEIGHTS.unpack_from(data, _HEAD.size + n * _WEIGHTS.size) for n in range(n_sets)], np.int64)
+    thresholds = np.array(_THRESHOLDS.unpack_from(data, at) if by_level else (), np.int64)
+    if np.any(np.diff(thresholds) <= 0):
+        raise ResidualError("residual stream corrupted: intensity thresholds out of order")
+    return Predictor(weights, thresholds), data[end:]
 
 
 def _check(values: np.ndarray | None, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> int:

@@ -40,7 +40,8 @@ import pydicom
 
 from codec import raster_kernels as K
 from codec.raster_kernels import DIRECT, ERR_CAP, LS_BONUS, N_CTX, PAD, SHIFT, _ilog2, _INV_SQ, bounds
-from codec.residual_raster import _PARITY_GAIN, _SAMPLE, _WEIGHT_BITS, _cost, _fit, encode_residual
+from codec.raster_fit import _PARITY_GAIN, _SAMPLE, _WEIGHT_BITS, _cost, _fit
+from codec.residual_raster import encode_residual
 from codec.robust_fit import l1_fit
 from codec.values import value_range
 

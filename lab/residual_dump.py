@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec import raster_kernels as K
-from codec.residual_raster import _Walk, fit_weights
+from codec.raster_fit import fit_predictor
+from codec.residual_raster import _Walk
 
 
 @dataclass
@@ -30,13 +31,13 @@ class Record:
 def record(values: np.ndarray, k: int, bits_stored: int, signed: bool) -> Record:
     v = np.ascontiguousarray(values, dtype=np.int64)
     rows, cols = v.shape
-    weights = fit_weights(v, k)
+    predictor = fit_predictor(v, k, intensity=False)
     st = _Walk(v.shape, k, bits_stored, signed, int(v[0, 0]))
     out = {name: np.zeros((rows, cols), np.int64) for name in ("pred", "ctx", "q")}
     sub = np.zeros((rows, cols, K.N_SUB), np.int64)
     bits = np.zeros((rows, cols), np.float64)
     for t in st.wavefronts():
-        n = st.predict(t, weights)
+        n = st.predict(t, predictor)
         K.quantise(t, v, st.rows, st.cols, k, st.step, st.pred, n, st.q, st.tok, st.nraw, st.raw)
         probs = st.probabilities(n)
         i0, _ = K.bounds(t, rows, cols)

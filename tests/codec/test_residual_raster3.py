@@ -87,3 +87,26 @@ def test_the_kept_version_3_stream_still_decodes():
     recon = np.full(meta["shape"], meta["base"], np.int64)
     values = R.decode_residual(data, recon, 0, meta["bits"], meta["signed"])
     assert hashlib.sha256(values.astype("<i8").tobytes()).hexdigest() == meta["values_sha256"]
+
+
+def test_the_kept_version_3_stream_with_intensity_class_weights_still_decodes():
+    meta = json.loads((KEPT / "ct_693_crop_lossless_v3_levels.json").read_text())
+    data = (KEPT / "ct_693_crop_lossless_v3_levels.bin").read_bytes()
+    assert data[:4] == b"MZR3" and R.weight_sets(data) == 3
+    recon = np.full(meta["shape"], meta["base"], np.int64)
+    values = R.decode_residual(data, recon, 0, meta["bits"], meta["signed"])
+    assert hashlib.sha256(values.astype("<i8").tobytes()).hexdigest() == meta["values_sha256"]
+
+
+def test_intensity_class_weights_only_in_version_3_and_their_thresholds_are_checked():
+    v, bits, signed = _real("693_UNCR.dcm")
+    crop = np.ascontiguousarray(v[192:320, 100:228])
+    predictor = R.fit_predictor(crop, 0)
+    assert len(predictor.weights) == 3
+    with pytest.raises(ResidualError):
+        R.encode_residual(crop, _flat(crop), 0, bits, signed, predictor, version=2)
+    data = bytearray(R.encode_residual(crop, _flat(crop), 0, bits, signed, predictor))
+    at = R._HEAD.size + 3 * R._WEIGHTS.size  # the two thresholds: swap them
+    data[at : at + 16] = data[at + 8 : at + 16] + data[at : at + 8]
+    with pytest.raises(ResidualError, match="thresholds"):
+        R.decode_residual(bytes(data), _flat(crop), 0, bits, signed)

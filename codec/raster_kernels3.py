@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from codec.raster_kernels import PAD, SCALE, _join, _split, bounds, rebuild
+from codec.raster_kernels import PAD, PRIOR_MASS, SCALE, _join, _split, bounds
 
 N_STATE = 3
 PRIOR2 = 64
@@ -71,11 +71,29 @@ def unquantise(tokens, raw, neg, flip, n, q):
         q[m] = -u if (neg[m] == 1) != (flip[m] == 1) else u
 
 
+@nb.njit(cache=True, inline="always")
+def _floordiv(num, den, inv):
+    """num // den for 0 <= num < 2**52 and den > 0 (inv = 1.0 / den): the float quotient is within one of the
+    floor, and the integer test puts it right, so the result is the exact integer on any IEEE-754 machine (no
+    fastmath). An integer division per table entry was most of probability_rows' time."""
+    q = np.int64(num * inv)
+    if q * den > num:
+        q -= 1
+    elif (q + 1) * den <= num:
+        q += 1
+    return q
+
+
 @nb.njit(cache=True)
 def probability_rows(counts, pooled, tab_a, tab_sum, table, dirty, dirty_a, rebuilt, ctx, state, n, out):
     """The token distribution of each pixel on the wavefront: its (activity, state) context's counts plus, as a
     prior of PRIOR2 tokens, version 2's table built on the activity bucket's pooled counts. Contexts past HALVE
-    tokens are halved first (and the pooled counts with them). Integers below 2**53: the float64 rows are exact."""
+    tokens are halved first (and the pooled counts with them). Integers below 2**53: the float64 rows are exact.
+
+    Version 2's table of bucket a (raster_kernels.rebuild on `pooled`) is rebuilt when a bucket within one of a
+    changed; what the (a, state) tables use of it, its prior term tab[a, x] * PRIOR2 * SCALE // sum(tab[a]), is
+    kept in `tab_a` (computed once per bucket, not once per state) and its sum in `tab_sum`; a context's table is
+    then counts * SCALE + that + 1, with no division."""
     NA, A = pooled.shape
     for c in range(NA * N_STATE):
         if not dirty[c]:
@@ -90,19 +108,49 @@ def probability_rows(counts, pooled, tab_a, tab_sum, table, dirty, dirty_a, rebu
                 pooled[a, x] -= counts[c, x] - half
                 counts[c, x] = half
             dirty_a[a] = True
-    rebuilt[:] = False
-    rebuild(pooled, tab_a, dirty_a, rebuilt)
+    # the pooled buckets' token totals, where a rebuild needs them
+    rowsum = np.zeros(NA, np.int64)
     for a in range(NA):
-        if rebuilt[a]:
+        need = False
+        for aa in range(max(a - 2, 0), min(a + 3, NA)):
+            need = need or dirty_a[aa]
+        if need:
             s = 0
             for x in range(A):
-                s += tab_a[a, x]
-            tab_sum[a] = s
+                s += pooled[a, x]
+            rowsum[a] = s
+    tab = np.empty(A, np.int64)
+    for a in range(NA):
+        a0, a1 = max(a - 1, 0), min(a + 2, NA)
+        stale = False
+        for aa in range(a0, a1):
+            stale = stale or dirty_a[aa]
+        rebuilt[a] = stale
+        if not stale:
+            continue
+        total = 0
+        for aa in range(a0, a1):
+            total += rowsum[aa]
+        total = max(total, 1)
+        inv = 1.0 / total
+        s = 0
+        for x in range(A):
+            near = 0
+            for aa in range(a0, a1):
+                near += pooled[aa, x]
+            v = pooled[a, x] * SCALE + _floordiv(near * (PRIOR_MASS * SCALE), total, inv) + 1
+            tab[x] = v
+            s += v
+        tab_sum[a] = s
+        inv = 1.0 / s
+        for x in range(A):
+            tab_a[a, x] = _floordiv(tab[x] * (PRIOR2 * SCALE), s, inv)
+    dirty_a[:] = False
     for c in range(NA * N_STATE):
         a = c // N_STATE
         if dirty[c] or rebuilt[a]:
             for x in range(A):
-                table[c, x] = counts[c, x] * SCALE + tab_a[a, x] * (PRIOR2 * SCALE) // tab_sum[a] + 1
+                table[c, x] = counts[c, x] * SCALE + tab_a[a, x] + 1
     dirty[:] = False
     for m in range(n):
         c = ctx[m] * N_STATE + state[m]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from codec.raster_kernels import PAD, PRIOR_MASS, SCALE, _join, _split, bounds
+from codec.raster_kernels import PRIOR_MASS, SCALE, _join, _split, bounds
 
 N_STATE = 3
 PRIOR2 = 64
@@ -29,12 +29,17 @@ N_SIGN_CTX = N_STATE * N_MAG * 4
 
 @nb.njit(cache=True)
 def sign_state(t, SQ, rows, cols, n, state, flip):
-    """Sign state and flip of every pixel on wavefront t, from the signed q of its W and N neighbours."""
+    """Sign state and flip of every pixel on wavefront t, from the signed q of its W and N neighbours.
+
+    SQ holds the signed q of the last three wavefronts by row: SQ[t % 3, i + 1] is row i's pixel on wavefront t,
+    column 0 stays 0 (the row above the image). A pixel's W is on wavefront t - 1 in its own row, its N on t - 2
+    in the row above, so the reads stay in a few cache lines instead of a rows x cols array's."""
     i0, _ = bounds(t, rows, cols)
+    w_row, n_row = SQ[(t + 2) % 3], SQ[(t + 1) % 3]
     for m in range(n):
         i = i0 + m
-        pi, pj = i + PAD, t - 2 * i + PAD
-        qw, qn = SQ[pi, pj - 1], SQ[pi - 1, pj]
+        qw = w_row[i + 1] if t - 2 * i > 0 else 0
+        qn = n_row[i]
         flip[m] = 1 if qw + qn < 0 else 0
         if qw == 0 and qn == 0:
             state[m] = 0
@@ -201,11 +206,12 @@ def signs_in(tokens, symbols, n, neg):
 @nb.njit(cache=True)
 def commit(t, SQ, rows, cols, q, ctx, state, tokens, counts, dirty, sctx, symbols, ns, scounts):
     """Both sides, after version 2's commit of wavefront t: signed q for the next sign states, the token counts
-    of the (activity, state) contexts, the sign counts."""
+    of the (activity, state) contexts, the sign counts. SQ: see sign_state."""
     i0, i1 = bounds(t, rows, cols)
+    row = SQ[t % 3]
     for m in range(i1 - i0 + 1):
         i = i0 + m
-        SQ[i + PAD, t - 2 * i + PAD] = q[m]
+        row[i + 1] = q[m]
         c = ctx[m] * N_STATE + state[m]
         counts[c, tokens[m]] += 1
         dirty[c] = True

@@ -79,14 +79,11 @@ def unquantise(tokens, raw, neg, flip, n, q):
 @nb.njit(cache=True, inline="always")
 def _floordiv(num, den, inv):
     """num // den for 0 <= num < 2**52 and den > 0 (inv = 1.0 / den): the float quotient is within one of the
-    floor, and the integer test puts it right, so the result is the exact integer on any IEEE-754 machine (no
-    fastmath). An integer division per table entry was most of probability_rows' time."""
+    floor and the integer tests put it right, so the result is the exact integer on any IEEE-754 machine (no
+    fastmath). An integer division per table entry was most of probability_rows' time. Branch-free so that the
+    table loops vectorise."""
     q = np.int64(num * inv)
-    if q * den > num:
-        q -= 1
-    elif (q + 1) * den <= num:
-        q += 1
-    return q
+    return q - np.int64(q * den > num) + np.int64((q + 1) * den <= num)
 
 
 @nb.njit(cache=True)
@@ -126,30 +123,26 @@ def probability_rows(counts, pooled, tab_a, tab_sum, table, dirty, dirty_a, rebu
             rowsum[a] = s
     tab = np.empty(A, np.int64)
     for a in range(NA):
-        a0, a1 = max(a - 1, 0), min(a + 2, NA)
-        stale = False
-        for aa in range(a0, a1):
-            stale = stale or dirty_a[aa]
+        lo, hi = max(a - 1, 0), min(a + 1, NA - 1)
+        stale = dirty_a[lo] or dirty_a[a] or dirty_a[hi]
         rebuilt[a] = stale
         if not stale:
             continue
-        total = 0
-        for aa in range(a0, a1):
-            total += rowsum[aa]
-        total = max(total, 1)
+        mid = 1 if lo < a < hi else 0  # the neighbourhood is lo..hi: a counted once at the ends
+        total = max(rowsum[lo] + rowsum[hi] + mid * rowsum[a], 1)
         inv = 1.0 / total
+        p_lo, p_a, p_hi = pooled[lo], pooled[a], pooled[hi]
+        for x in range(A):
+            near = p_lo[x] + p_hi[x] + mid * p_a[x]
+            tab[x] = p_a[x] * SCALE + _floordiv(near * (PRIOR_MASS * SCALE), total, inv) + 1
         s = 0
         for x in range(A):
-            near = 0
-            for aa in range(a0, a1):
-                near += pooled[aa, x]
-            v = pooled[a, x] * SCALE + _floordiv(near * (PRIOR_MASS * SCALE), total, inv) + 1
-            tab[x] = v
-            s += v
+            s += tab[x]
         tab_sum[a] = s
         inv = 1.0 / s
+        prior = tab_a[a]
         for x in range(A):
-            tab_a[a, x] = _floordiv(tab[x] * (PRIOR2 * SCALE), s, inv)
+            prior[x] = _floordiv(tab[x] * (PRIOR2 * SCALE), s, inv)
     dirty_a[:] = False
     for c in range(NA * N_STATE):
         a = c // N_STATE

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from codec.raster_kernels import PAD, SCALE, _join, _split, bounds, rebuild
+from codec.raster_kernels import PRIOR_MASS, SCALE, _join, _split, bounds
 
 N_STATE = 3
 PRIOR2 = 64
@@ -29,12 +29,17 @@ N_SIGN_CTX = N_STATE * N_MAG * 4
 
 @nb.njit(cache=True)
 def sign_state(t, SQ, rows, cols, n, state, flip):
-    """Sign state and flip of every pixel on wavefront t, from the signed q of its W and N neighbours."""
+    """Sign state and flip of every pixel on wavefront t, from the signed q of its W and N neighbours.
+
+    SQ holds the signed q of the last three wavefronts by row: SQ[t % 3, i + 1] is row i's pixel on wavefront t,
+    column 0 stays 0 (the row above the image). A pixel's W is on wavefront t - 1 in its own row, its N on t - 2
+    in the row above, so the reads stay in a few cache lines instead of a rows x cols array's."""
     i0, _ = bounds(t, rows, cols)
+    w_row, n_row = SQ[(t + 2) % 3], SQ[(t + 1) % 3]
     for m in range(n):
         i = i0 + m
-        pi, pj = i + PAD, t - 2 * i + PAD
-        qw, qn = SQ[pi, pj - 1], SQ[pi - 1, pj]
+        qw = w_row[i + 1] if t - 2 * i > 0 else 0
+        qn = n_row[i]
         flip[m] = 1 if qw + qn < 0 else 0
         if qw == 0 and qn == 0:
             state[m] = 0
@@ -71,11 +76,26 @@ def unquantise(tokens, raw, neg, flip, n, q):
         q[m] = -u if (neg[m] == 1) != (flip[m] == 1) else u
 
 
+@nb.njit(cache=True, inline="always")
+def _floordiv(num, den, inv):
+    """num // den for 0 <= num < 2**52 and den > 0 (inv = 1.0 / den): the float quotient is within one of the
+    floor and the integer tests put it right, so the result is the exact integer on any IEEE-754 machine (no
+    fastmath). An integer division per table entry was most of probability_rows' time. Branch-free so that the
+    table loops vectorise."""
+    q = np.int64(num * inv)
+    return q - np.int64(q * den > num) + np.int64((q + 1) * den <= num)
+
+
 @nb.njit(cache=True)
 def probability_rows(counts, pooled, tab_a, tab_sum, table, dirty, dirty_a, rebuilt, ctx, state, n, out):
     """The token distribution of each pixel on the wavefront: its (activity, state) context's counts plus, as a
     prior of PRIOR2 tokens, version 2's table built on the activity bucket's pooled counts. Contexts past HALVE
-    tokens are halved first (and the pooled counts with them). Integers below 2**53: the float64 rows are exact."""
+    tokens are halved first (and the pooled counts with them). Integers below 2**53: the float64 rows are exact.
+
+    Version 2's table of bucket a (raster_kernels.rebuild on `pooled`) is rebuilt when a bucket within one of a
+    changed; what the (a, state) tables use of it, its prior term tab[a, x] * PRIOR2 * SCALE // sum(tab[a]), is
+    kept in `tab_a` (computed once per bucket, not once per state) and its sum in `tab_sum`; a context's table is
+    then counts * SCALE + that + 1, with no division."""
     NA, A = pooled.shape
     for c in range(NA * N_STATE):
         if not dirty[c]:
@@ -90,19 +110,45 @@ def probability_rows(counts, pooled, tab_a, tab_sum, table, dirty, dirty_a, rebu
                 pooled[a, x] -= counts[c, x] - half
                 counts[c, x] = half
             dirty_a[a] = True
-    rebuilt[:] = False
-    rebuild(pooled, tab_a, dirty_a, rebuilt)
+    # the pooled buckets' token totals, where a rebuild needs them
+    rowsum = np.zeros(NA, np.int64)
     for a in range(NA):
-        if rebuilt[a]:
+        need = False
+        for aa in range(max(a - 2, 0), min(a + 3, NA)):
+            need = need or dirty_a[aa]
+        if need:
             s = 0
             for x in range(A):
-                s += tab_a[a, x]
-            tab_sum[a] = s
+                s += pooled[a, x]
+            rowsum[a] = s
+    tab = np.empty(A, np.int64)
+    for a in range(NA):
+        lo, hi = max(a - 1, 0), min(a + 1, NA - 1)
+        stale = dirty_a[lo] or dirty_a[a] or dirty_a[hi]
+        rebuilt[a] = stale
+        if not stale:
+            continue
+        mid = 1 if lo < a < hi else 0  # the neighbourhood is lo..hi: a counted once at the ends
+        total = max(rowsum[lo] + rowsum[hi] + mid * rowsum[a], 1)
+        inv = 1.0 / total
+        p_lo, p_a, p_hi = pooled[lo], pooled[a], pooled[hi]
+        for x in range(A):
+            near = p_lo[x] + p_hi[x] + mid * p_a[x]
+            tab[x] = p_a[x] * SCALE + _floordiv(near * (PRIOR_MASS * SCALE), total, inv) + 1
+        s = 0
+        for x in range(A):
+            s += tab[x]
+        tab_sum[a] = s
+        inv = 1.0 / s
+        prior = tab_a[a]
+        for x in range(A):
+            prior[x] = _floordiv(tab[x] * (PRIOR2 * SCALE), s, inv)
+    dirty_a[:] = False
     for c in range(NA * N_STATE):
         a = c // N_STATE
         if dirty[c] or rebuilt[a]:
             for x in range(A):
-                table[c, x] = counts[c, x] * SCALE + tab_a[a, x] * (PRIOR2 * SCALE) // tab_sum[a] + 1
+                table[c, x] = counts[c, x] * SCALE + tab_a[a, x] + 1
     dirty[:] = False
     for m in range(n):
         c = ctx[m] * N_STATE + state[m]
@@ -153,11 +199,12 @@ def signs_in(tokens, symbols, n, neg):
 @nb.njit(cache=True)
 def commit(t, SQ, rows, cols, q, ctx, state, tokens, counts, dirty, sctx, symbols, ns, scounts):
     """Both sides, after version 2's commit of wavefront t: signed q for the next sign states, the token counts
-    of the (activity, state) contexts, the sign counts."""
+    of the (activity, state) contexts, the sign counts. SQ: see sign_state."""
     i0, i1 = bounds(t, rows, cols)
+    row = SQ[t % 3]
     for m in range(i1 - i0 + 1):
         i = i0 + m
-        SQ[i + PAD, t - 2 * i + PAD] = q[m]
+        row[i + 1] = q[m]
         c = ctx[m] * N_STATE + state[m]
         counts[c, tokens[m]] += 1
         dirty[c] = True

@@ -83,7 +83,7 @@ class _Walk:
             self.table3 = np.zeros_like(self.counts3)
             self.dirty3 = np.ones(K.N_CTX * K3.N_STATE, np.bool_)
             self.rebuilt = np.zeros(K.N_CTX, np.bool_)
-            self.SQ = np.zeros_like(self.P)
+            self.SQ = np.zeros((3, self.rows + 1), np.int64)  # signed q of the last 3 wavefronts by row
             self.state, self.flip, self.neg, self.sctx = (np.zeros(m, np.int64) for _ in range(4))
             self.symbols = np.zeros(m, np.int32)
             self.srows = np.zeros((m, 2), np.float64)

@@ -57,7 +57,7 @@ PolicySetting = Annotated[Mode | Auto, PlainValidator(parse_policy), PlainSerial
 
 
 class CodecSettings(_Strict):
-    mode: PolicySetting = Field(default="lossless", validate_default=True)
+    mode: PolicySetting = Field(default="auto", validate_default=True)  # within the gates; "lossless" keeps originals
     # The strictest mode a slice failing its gate may be escalated to; a slice still failing there quarantines the
     # study. "lossless" (default) always ends in a passing slice; a site that would rather quarantine than store
     # lossless sets e.g. "near-lossless:4", or the same mode as `mode` for no escalation at all.

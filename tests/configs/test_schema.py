@@ -6,6 +6,7 @@ import pytest
 from codec.modes import Mode
 from configs import Config, ConfigError, Gate, load_config
 from configs.schema import CodecSettings
+from quality.auto import AUTO
 from quality.metrics import METRICS
 
 
@@ -32,10 +33,10 @@ def test_codec_modes_are_parsed_once_into_mode_values(tmp_path):
     path.write_text('[codec]\nmode = "lossy:3"\nescalate_to = "near-lossless:2"\n')
     codec = load_config(path).codec
     assert codec.mode == Mode.lossy(3) and codec.escalate_to == Mode.near_lossless(2)
-    assert CodecSettings().mode == Mode.lossless() == CodecSettings().escalate_to
+    assert CodecSettings().mode == AUTO and CodecSettings().escalate_to == Mode.lossless()
     # written back as the text it was read from (a served deployment gets its config as JSON)
     dumped = Config().model_dump(mode="json")["codec"]
-    assert dumped == {"mode": "lossless", "escalate_to": "lossless"}
+    assert dumped == {"mode": "auto", "escalate_to": "lossless"}
     assert CodecSettings(**{"mode": "lossy:3", "escalate_to": "lossless"}).model_dump(mode="json")["mode"] == "lossy:3"
 
 

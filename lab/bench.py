@@ -26,7 +26,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from codec.modes import Mode
+from configs import load_config
 from lab import anchors as classical  # the classical anchors (`anchors` names the run's chosen ones)
+from lab import gate_bytes
 from lab.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate  # noqa: F401  (public via lab.bench)
 from lab.bench_report import (  # noqa: F401  (public via lab.bench)
     OURS, _frame_key, bd_table, curves, latency_at, matched_rate_gains, plot, print_summary, summary_rows,
@@ -35,7 +37,7 @@ from lab.bench_report import (  # noqa: F401  (public via lab.bench)
 from lab.frames import Frame, frames_of, instance
 from quality import metrics
 
-DEFAULT_K = (1, 2, 4)
+DEFAULT_K = (1, 2, 4, 8, 16)
 DEFAULT_TARGET_BPP = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 RATE_MISS = 0.10  # an anchor point more than 10% off its target rate is kept but left out of curves
 
@@ -226,25 +228,27 @@ class BenchResult:
     bd_rate: dict
     environment: dict
     skipped: list[dict] = field(default_factory=list)
+    gate: list[dict] = field(default_factory=list)  # lab.gate_bytes rows: bytes at each frame's default gate
 
     def to_json(self) -> dict:
         return {"frames": self.frames, "summary": self.summary, "bd_rate": self.bd_rate,
-                "environment": self.environment, "skipped": self.skipped}
+                "environment": self.environment, "skipped": self.skipped, "gate": self.gate}
 
 
-def summarize(frames: list[dict], environment: dict | None = None, skipped: list[dict] | None = None) -> BenchResult:
+def summarize(frames: list[dict], environment: dict | None = None, skipped: list[dict] | None = None,
+              gate: list[dict] | None = None) -> BenchResult:
     """A BenchResult (summary, BD-rate) from frame records - a fresh run's, or those of saved JSON files put together."""
     summary = {"rows": summary_rows(frames), "vs_jpegls": versus_jpegls(frames),
                "matched_rate": matched_rate_gains(frames), "curves": curves(frames),
-               "latency_512": latency_at(frames, (512, 512)),
+               "latency_512": latency_at(frames, (512, 512)), "gate": gate_bytes.totals(gate or []),
                "frames": len({_frame_key(r) for r in frames}), "files": len({r["file"] for r in frames})}
-    return BenchResult(frames, summary, bd_table(frames), environment or {}, skipped or [])
+    return BenchResult(frames, summary, bd_table(frames), environment or {}, skipped or [], gate or [])
 
 
 def load_result(path: os.PathLike | str) -> BenchResult:
     """Re-read a bench JSON written by run_bench (summaries are recomputed from its frame records)."""
     data = json.loads(Path(path).read_text())
-    return summarize(data["frames"], data.get("environment"), data.get("skipped"))
+    return summarize(data["frames"], data.get("environment"), data.get("skipped"), data.get("gate"))
 
 
 def _select_anchors(anchors: Sequence[str] | None) -> dict[str, classical.Anchor]:
@@ -308,6 +312,7 @@ def run_bench(
     anchor_bpp: Sequence[float] = DEFAULT_TARGET_BPP,
     repeats: int = 3,
     dedupe: bool = True,
+    gates: bool = True,
 ) -> BenchResult:
     """Bench every grayscale frame of the DICOM files in `paths` (folders recursed).
 
@@ -316,7 +321,9 @@ def run_bench(
     progress: True for a rich bar, False for none, None for a bar on a terminal, or a callback(done, total, label);
     anchor_bpp: target rates of the anchors' lossy curves;
     dedupe: bench a frame whose stored values (and bit depth) equal an earlier frame's only once - the bundled data
-    holds the same image in several transfer syntaxes - and list the repeat under "skipped".
+    holds the same image in several transfer syntaxes - and list the repeat under "skipped";
+    gates: also measure each frame's bytes at its modality's default gate, medzip `auto` against each classical
+    codec searched for its smallest passing payload (lab.gate_bytes; the slowest part of a run).
     """
     our_modes = [Mode.parse(m) for m in (default_modes() if modes is None else modes)]
     chosen = _select_anchors(anchors)
@@ -335,8 +342,11 @@ def run_bench(
 
     env = _environment(repeats, chosen)
     records: list[dict] = []
+    gate_rows: list[dict] = []
+    config = load_config() if gates else None
     seen: dict[str, str] = {}
-    bar = _Progress(progress, total_frames * (len(our_modes) + len(chosen)))
+    per_frame = len(our_modes) + len(chosen) + int(gates)
+    bar = _Progress(progress, total_frames * per_frame)
     try:
         for inst in instances:
             path = inst.path
@@ -353,7 +363,7 @@ def run_bench(
                     if digest in seen:
                         skipped.append({"file": str(path), "frame": frame.index,
                                         "reason": f"same stored values as {seen[digest]}"})
-                        bar.step(f"{tag} same as {seen[digest]}, skipped", len(our_modes) + len(chosen))
+                        bar.step(f"{tag} same as {seen[digest]}, skipped", per_frame)
                         continue
                     seen[digest] = tag
                 matched = {}
@@ -366,11 +376,14 @@ def run_bench(
                 for anchor in chosen.values():
                     records += _bench_anchor(frame, anchor, ks, anchor_bpp, matched, repeats)
                     bar.step(f"{tag} {anchor.name}")
+                if config is not None:
+                    gate_rows.append(gate_bytes.measure_frame(frame, config.gate_for(frame.modality)))
+                    bar.step(f"{tag} bytes at the gate")
     finally:
         bar.close()
 
     env["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    result = summarize(records, env, skipped)
+    result = summarize(records, env, skipped, gate_rows)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result.to_json(), indent=1, allow_nan=False))

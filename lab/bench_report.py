@@ -313,6 +313,17 @@ def print_summary(result, console=None) -> None:
                       f"{e.get('points_medzip', 0)}/{e.get('points_anchor', 0)}", e.get("error") or "")
     console.print(b)
 
+    if s.get("gate"):
+        g = table("bytes at the default gate: medzip auto vs each classical codec searched for its smallest passing "
+                  "payload (JPEG-LS by k, JPEG 2000 by quality, JPEG-XL by distance)",
+                  ("modality", "n", "medzip kB", "JPEG-LS kB", "J2K kB", "JXL kB", "best per frame kB", "medzip/best"),
+                  left=1)
+        for mod, t in s["gate"].items():
+            g.add_row(mod, str(t["frames"]), f"{t['medzip'] / 1e3:.1f}",
+                      *(_f(t[k] / 1e3 if k in t else None, "{:.1f}") for k in ("jls", "j2k", "jxl")),
+                      f"{t['best'] / 1e3:.1f}", f"{t['ratio_to_best']:.3f}")
+        console.print(g)
+
     if s.get("latency_512"):
         lt = table("latency on 512x512 frames: median ms over all records of the kind",
                    ("codec", "kind", "records", "enc ms", "dec ms"))

@@ -174,7 +174,7 @@ def test_medzip_bench_command(tmp_path, monkeypatch):
     out = CliRunner().invoke(app, ["bench", get_testdata_file("MR_small.dcm"), "--json", str(tmp_path / "b.json"),
                                    "--plot", str(tmp_path / "b.png")])
     assert out.exit_code == 0, out.output
-    assert "JPEG-LS" in out.output and "BD-rate" in out.output
+    assert "JPEG-LS" in out.output and "BD-rate" in out.output and "bytes at the default gate" in out.output
     assert json.loads((tmp_path / "b.json").read_text())["frames"]
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -200,3 +200,21 @@ def test_saved_json_reloads_to_the_same_summary(run):
     saved = json.loads((out / "bench.json").read_text())
     assert json.loads(json.dumps(again.to_json()["summary"])) == saved["summary"]
     assert json.loads(json.dumps(again.bd_rate)) == saved["bd_rate"]
+
+
+def test_bytes_at_the_default_gate_per_frame_and_per_modality(run):
+    """The bench's gate section: medzip auto and each classical codec at its smallest payload passing the frame's
+    default gate, totalled per modality (lab.gate_bytes)."""
+    result, out = run
+    assert {(r["file"], r["modality"]) for r in result.gate} == {("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")}
+    for r in result.gate:
+        assert r["medzip"][0] > 0 and r["best_classical"] in ("jls", "j2k", "jxl")
+        assert r["ratio_to_best"] == r["medzip"][0] / r[r["best_classical"]][0]
+    totals = result.summary["gate"]
+    assert set(totals) == {"CT", "MR"}
+    for mod, t in totals.items():
+        (row,) = [r for r in result.gate if r["modality"] == mod]
+        assert t["medzip"] == row["medzip"][0] and t["ratio_to_best"] == row["ratio_to_best"]
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["gate"] == json.loads(json.dumps(result.gate))
+    assert bench.load_result(out / "bench.json").summary["gate"] == totals

@@ -55,7 +55,7 @@ def study_input(tmp_path_factory) -> Path:
 def receive_and_release(orthanc, study_input: Path, home: Path):  # noqa: F811
     """Orthanc → medzip listener → inbox → archive_inbox: (config, outcome of the study)."""
     from configs import Config
-    from configs.schema import Paths, Runner, Schedule
+    from configs.schema import CodecSettings, Paths, Runner, Schedule
     from flows.inbox import archive_inbox
 
     orthanc.clear()
@@ -65,7 +65,8 @@ def receive_and_release(orthanc, study_input: Path, home: Path):  # noqa: F811
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
 
     config = Config(home=home, paths=Paths().resolved(home), schedule=Schedule(settle_seconds=0),
-                    runner=Runner(kind="thread", max_workers=2))
+                    runner=Runner(kind="thread", max_workers=2),
+                    codec=CodecSettings(mode="lossless"))  # judged below as a lossless retrieval: every UID kept
     server = run_listener(config.paths.inbox, "MEDZIP", orthanc.listener_port, "127.0.0.1", block=False)
     try:
         r = orthanc.http.post("/modalities/medzip/store",

@@ -93,13 +93,12 @@ def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: 
 
 def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, policy: Mode | Auto, gate: Gate,
                  ceiling: Mode) -> EncodedFrame:
-    """Encode one frame at its policy's mode, then at stricter modes while its gate fails and the ladder allows.
-    Under `auto`, a first k that passes is followed by one try at the larger k its measured error predicts."""
+    """Encode one frame at its policy's mode (`auto`: quality.auto.search's choice), then at stricter modes while
+    its gate fails and the ladder allows."""
     from archive import values_sha256
 
     fmt = inst.pixel
     peak = metrics.psnr_peak(values)
-    mode = policy if isinstance(policy, Mode) else auto.first_mode(values, gate, peak)
     values_sha = values_sha256(values)
 
     def attempt(mode: Mode) -> EncodedFrame:
@@ -109,13 +108,15 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)
         return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
 
-    done = attempt(mode)
-    if isinstance(policy, Auto) and done.quality.passed:
-        looser = auto.looser_mode(values, mode, metrics.mse_at(peak, done.quality.psnr), gate, peak)
-        if looser is not None:
-            tried = attempt(looser)
-            if tried.quality.passed and len(tried.payload) < len(done.payload):
-                done = tried
+    if isinstance(policy, Auto):
+        done, failed = auto.search(values, gate, peak, attempt, _outcome)
+    else:
+        done, failed = attempt(policy), []
+    earlier = None  # failed attempts before `done`, each recorded as an escalation of the next
+    for tried in [f for f in failed if f is not done] + [done]:
+        if earlier is not None:
+            tried.quality = tried.quality.after(earlier)
+        earlier = tried.quality
     while not done.quality.passed and not done.quality.integrity:
         stricter = next_mode(done.mode, gate, ceiling)
         if stricter is None:
@@ -123,6 +124,11 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
         earlier, done = done.quality, attempt(stricter)
         done.quality = done.quality.after(earlier)
     return done
+
+
+def _outcome(frame: EncodedFrame) -> auto.Outcome:
+    q = frame.quality
+    return auto.Outcome(passed=q.passed, psnr=q.psnr, ssim=q.ssim, size=len(frame.payload))
 
 
 def encode_chunk(chunk: Chunk, policy: Mode | Auto, gate: Gate, ceiling: Mode) -> EncodedChunk:

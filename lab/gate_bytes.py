@@ -1,7 +1,7 @@
 """Bytes at the gate: medzip's `auto` against each classical codec searched for its smallest passing payload.
 
 For the first frame of each file, under its modality's gate from the default config: medzip `auto` (quality.auto's
-first k, confirmed by decoding, one try at the larger k its measured error predicts, halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
+first k, then k steered by each decode's measured PSNR and SSIM (quality.auto.search), halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
 fixed-quality target, JPEG-XL by distance, and lossless for each when nothing lossy passes.
 
     python -m lab.gate_bytes FILE… [--json OUT]
@@ -35,25 +35,20 @@ def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
 
 
 def ours(frame, gate) -> tuple[int, str]:
-    """What flows.chunk_work.encode_frame stores under `auto`: the model's first k, one try at the larger k the
-    measured error predicts (kept when it passes and is smaller), halving k on failure."""
+    """What flows.chunk_work.encode_frame stores under `auto`: quality.auto.search's choice, then halving k while
+    it fails (the escalation ladder with a lossless ceiling)."""
     peak = metrics.psnr_peak(frame.values)
-    mode = auto.first_mode(frame.values, gate, peak)
 
     def attempt(mode):
         payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
         decoded = frame.values if mode.is_lossless else api.decode(payload)
         figures = metrics.figures(frame.values, decoded, frame.bits_stored)
-        return len(payload), str(mode), not gate_failures(figures, gate), metrics.mse_at(peak, figures["psnr"])
+        return mode, auto.Outcome(not gate_failures(figures, gate), figures["psnr"], figures["ssim"], len(payload))
 
-    while True:
-        size, name, passed, mse = attempt(mode)
-        if passed:
-            looser = auto.looser_mode(frame.values, mode, mse, gate, peak)
-            if looser is not None and (tried := attempt(looser))[2] and tried[0] < size:
-                return tried[0], tried[1]
-            return size, name
-        mode = auto.next_stricter(mode)
+    (mode, result), _ = auto.search(frame.values, gate, peak, attempt, lambda tried: tried[1])
+    while not result.passed:
+        mode, result = attempt(auto.next_stricter(mode))
+    return result.size, str(mode)
 
 
 def classical(anchor: anchors.Anchor, frame, gate) -> tuple[int, str] | None:

@@ -5,24 +5,40 @@ the error is modelled as independent noise of variance k(k+1)/3 (uniform on -k..
 residual layer reproduces flat and predictable regions exactly, so measured errors are smaller (on a 512² CT, MSE
 ≈ 0.45 of the bound). With SSIM's own 7×7 windows and constants, that noise turns each window's structure term into
 (2σ² + C2) / (2σ² + e² + C2), so SSIM is predicted from the slice's local variances alone. The prediction only
-orders the first try; the written file decides (confirm, then the escalation ladder).
+orders the first try; each decode's measured figures then steer k (search), and the written file decides (confirm,
+then the escalation ladder).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from codec.modes import Mode
+from quality import metrics
 
 K_LIMIT = 255  # never try a larger k, whatever the gate allows
 _WIN = 7  # scikit-image's default SSIM window
 _K2 = 0.03  # scikit-image's SSIM constant K2
-_SCALE_FLOOR = 0.1  # a decode that measured (almost) no error still has its k grow by at most ~3×
-# the looser k is predicted as if the error were 6 % (0.27 dB) smaller than measured: the ratio of measured to
-# modelled MSE tends to fall as k grows (MR 1024²: 0.86 at k = 3, 0.82 at k = 4, which passes at 48.1 dB where the
-# unscaled prediction said 47.9), and the candidate is confirmed by its own decode anyway
-_OPTIMISM = 0.94
+# a looser k is aimed 6 % (0.27 dB) past the measured prediction, a stricter one 6 % short of it: the ratio of
+# measured to modelled MSE tends to fall as k grows (MR 1024²: 0.86 at k = 3, 0.82 at k = 4, which passes at 48.1 dB
+# where the unscaled prediction said 47.9)
+_LEAN = 1.06
+_PROBES = 3  # tries after the first pass: each aimed by the last decode's figures, between the known pass and fail
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `search` needs to know of one attempt: did its decode pass, its PSNR and SSIM, its size in bytes."""
+
+    passed: bool
+    psnr: float
+    ssim: float
+    size: int
 
 
 def noise_variance(k: int) -> float:
@@ -30,11 +46,11 @@ def noise_variance(k: int) -> float:
     return k * (k + 1) / 3.0
 
 
-def psnr_k_bound(psnr_min: float | None, peak: float, scale: float = 1.0) -> int:
-    """The largest k whose modelled MSE (scale × the uniform bound) keeps PSNR (with this peak) at or above psnr_min."""
+def psnr_k_bound(psnr_min: float | None, peak: float) -> int:
+    """The largest k whose modelled MSE keeps PSNR (with this peak) at or above psnr_min."""
     if psnr_min is None:
         return K_LIMIT
-    mse_max = peak * peak / 10.0 ** (psnr_min / 10.0) / scale
+    mse_max = peak * peak / 10.0 ** (psnr_min / 10.0)
     k = int((math.sqrt(1.0 + 12.0 * mse_max) - 1.0) / 2.0)  # k(k+1)/3 <= mse_max
     while k > 0 and noise_variance(k) > mse_max:
         k -= 1
@@ -53,29 +69,28 @@ def local_variances(original: np.ndarray) -> np.ndarray:
     return np.maximum(var[pad:-pad, pad:-pad], 0.0)
 
 
-def predicted_ssim(variances: np.ndarray, data_range: float, k: int, scale: float = 1.0) -> float:
-    """SSIM of the slice against itself plus the k-noise model of variance scale × k(k+1)/3 (a lower bound in
-    practice at scale 1)."""
+def predicted_ssim(variances: np.ndarray, data_range: float, k: int) -> float:
+    """SSIM of the slice against itself plus the k-noise model (a lower bound in practice)."""
     if k == 0 or variances.size == 0:
         return 1.0
     c2 = (_K2 * max(data_range, 1.0)) ** 2
-    return float(np.mean((2.0 * variances + c2) / (2.0 * variances + scale * noise_variance(k) + c2)))
+    return float(np.mean((2.0 * variances + c2) / (2.0 * variances + noise_variance(k) + c2)))
 
 
 def first_k(original: np.ndarray, psnr_min: float | None, ssim_min: float | None, max_error_max: int | None,
-            peak: float, scale: float = 1.0) -> int:
-    """The largest k the gate admits by the model (error variance scale × k(k+1)/3): 0 means lossless."""
-    k = min(K_LIMIT, max_error_max if max_error_max is not None else K_LIMIT, psnr_k_bound(psnr_min, peak, scale))
+            peak: float) -> int:
+    """The largest k the gate admits by the model: 0 means lossless."""
+    k = min(K_LIMIT, max_error_max if max_error_max is not None else K_LIMIT, psnr_k_bound(psnr_min, peak))
     if k <= 0 or ssim_min is None or min(original.shape) < _WIN:
         return max(k, 0)
     variances = local_variances(original)
     data_range = float(original.max()) - float(original.min())
-    if predicted_ssim(variances, data_range, k, scale) >= ssim_min:
+    if predicted_ssim(variances, data_range, k) >= ssim_min:
         return k
     lo, hi = 0, k  # predicted SSIM falls as k grows: bisect for the last k that passes
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if predicted_ssim(variances, data_range, mid, scale) >= ssim_min:
+        if predicted_ssim(variances, data_range, mid) >= ssim_min:
             lo = mid
         else:
             hi = mid
@@ -88,18 +103,73 @@ def first_mode(original: np.ndarray, gate, peak: float) -> Mode:
     return Mode.near_lossless(k) if k > 0 else Mode.lossless()
 
 
-def looser_mode(original: np.ndarray, passed: Mode, measured_mse: float, gate, peak: float) -> Mode | None:
-    """After near-lossless:k passed its gate with this measured MSE: a larger k to try once, or None.
+def steered_k(k: int, psnr: float, ssim: float, gate, peak: float, lean: float = 1.0) -> int:
+    """The k at which a near-lossless:k decode that measured this PSNR and SSIM would just meet the gate, taking the
+    error variance to scale like k(k+1)/3 and 1 − SSIM like the error variance (small errors against the local
+    variances), both from the measured point; `lean` > 1 aims past that point, < 1 short of it. Capped by the gate's
+    max error and K_LIMIT."""
+    ratio = math.inf
+    mse = metrics.mse_at(peak, psnr)
+    if gate.psnr_min is not None and mse > 0:
+        ratio = min(ratio, peak * peak / 10.0 ** (gate.psnr_min / 10.0) / mse)
+    if gate.ssim_min is not None and ssim < 1.0:
+        ratio = min(ratio, (1.0 - gate.ssim_min) / (1.0 - ssim))
+    cap = min(K_LIMIT, gate.max_error_max if gate.max_error_max is not None else K_LIMIT)
+    if math.isinf(ratio):
+        return cap
+    target = noise_variance(k) * ratio * lean
+    steered = int((math.sqrt(1.0 + 12.0 * max(target, 0.0)) - 1.0) / 2.0)  # k(k+1)/3 <= target
+    while steered > 0 and noise_variance(steered) > target:
+        steered -= 1
+    return max(0, min(steered, cap))
 
-    The uniform-error model overstates a near-lossless decode's error where the residual layer reproduces pixels
-    exactly (on a 512² CT the MSE is ~0.45 of k(k+1)/3; on noisy MR ~0.8), so the first k is conservative. Scaling
-    the model by what this decode measured predicts the larger k; the caller keeps it only if its own decode passes
-    and it is smaller (the looser payload is not always smaller: the residual layer's choice can change with k)."""
-    if passed.kind != "near-lossless":
-        return None
-    scale = min(max(_OPTIMISM * measured_mse / noise_variance(passed.level), _SCALE_FLOOR), 1.0)
-    k = first_k(np.asarray(original), gate.psnr_min, gate.ssim_min, gate.max_error_max, peak, scale)
-    return Mode.near_lossless(k) if k > passed.level else None
+
+def search(original: np.ndarray, gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T], Outcome]
+           ) -> tuple[T, list[T]]:
+    """`auto` for one slice: (the smallest passing attempt found, the failed attempts before the first pass).
+
+    The model's first k is tried; the measured figures then steer k (steered_k): after a failure, one try at the
+    smaller k they predict (aiming 6 % short); after a pass, up to _PROBES tries, each aimed by the last decode's
+    figures (6 % past a pass, 6 % short of a failure) and kept between the largest k known to pass and the smallest
+    known to fail (PSNR and SSIM are not quite monotone in k: the residual layer's choices change with it). Every
+    candidate is confirmed by its own decode, so a wrong prediction costs an encode, never a slice outside its gate.
+    With no pass, the last failure is returned and the caller's escalation ladder takes over from its mode."""
+    mode = first_mode(np.asarray(original), gate, peak)
+    first = attempt(mode)
+    if mode.is_lossless:
+        return first, []
+    failed: list[T] = []
+    high = None  # the smallest k known to fail
+    result = outcome(first)
+    if not result.passed:
+        failed.append(first)
+        high = mode.level
+        k = min(steered_k(mode.level, result.psnr, result.ssim, gate, peak, 1 / _LEAN), mode.level - 1)
+        if k < 1:
+            return first, failed
+        retry = attempt(Mode.near_lossless(k))
+        if not outcome(retry).passed:
+            failed.append(retry)
+            return retry, failed
+        first, mode, result = retry, Mode.near_lossless(k), outcome(retry)
+    best, low = first, mode.level
+    last, last_k = first, mode.level  # the attempt whose figures aim the next probe
+    for _ in range(_PROBES):
+        figures = outcome(last)
+        aim = steered_k(last_k, figures.psnr, figures.ssim, gate, peak, _LEAN if figures.passed else 1 / _LEAN)
+        if high is not None:
+            aim = min(aim, high - 1)
+        if aim <= low:
+            break
+        last, last_k = attempt(Mode.near_lossless(aim)), aim
+        checked = outcome(last)
+        if checked.passed:
+            low = aim
+            if checked.size < outcome(best).size:
+                best = last
+        else:
+            high = aim
+    return best, failed
 
 
 def next_stricter(mode: Mode, floor_k: int = 0) -> Mode | None:

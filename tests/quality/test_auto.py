@@ -1,4 +1,6 @@
 """quality.auto: the k that `auto` tries first passes the gate it was chosen for, on real slices."""
+import math
+
 import numpy as np
 import pydicom
 import pytest
@@ -59,20 +61,65 @@ def test_ladder_halves_k_then_ends_at_lossless():
     assert chain == ["near-lossless:12", "near-lossless:6", "near-lossless:3", "near-lossless:1", "lossless"]
 
 
-def test_looser_mode_follows_the_error_the_decode_measured():
+def test_steered_k_follows_the_measured_figures():
+    """The k a measured decode predicts: larger where it had room on the bound that binds, smaller where it failed,
+    capped by the max error."""
+    gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": 0.99, "max_error_max": 30})
+    peak = 4000.0
+    mse_max = peak**2 / 10**5
+    # PSNR binds: a decode at k = 10 with half the allowed MSE (SSIM far above its bound) may go to k(k+1)/3 twice
+    psnr = 10 * np.log10(peak**2 / (mse_max / 2))
+    k = auto.steered_k(10, psnr, 0.999, gate, peak)
+    assert auto.noise_variance(k) <= 2 * auto.noise_variance(10) < auto.noise_variance(k + 1)
+    # SSIM binds: 1 - SSIM twice the allowed one halves the error variance
+    k = auto.steered_k(10, 80.0, 0.98, gate, peak)
+    assert auto.noise_variance(k) <= 0.5 * auto.noise_variance(10) < auto.noise_variance(k + 1)
+    assert auto.steered_k(10, 90.0, 0.99999, gate, peak) == 30  # room on both: the max error caps it
+    assert auto.steered_k(10, math.inf, 1.0, gate, peak) == 30
+
+
+def _search_on(frame, bits, signed, gate):
+    peak = metrics.psnr_peak(frame)
+    tried = []
+
+    def attempt(mode):
+        payload = api.encode(frame, mode, bits, signed)
+        decoded = api.decode(payload)
+        tried.append(mode)
+        passed = metrics.psnr(frame, decoded, bits) >= gate.psnr_min and metrics.ssim(frame, decoded) >= gate.ssim_min \
+            and metrics.max_error(frame, decoded) <= gate.max_error_max
+        return mode, auto.Outcome(passed, metrics.psnr(frame, decoded, bits), metrics.ssim(frame, decoded), len(payload))
+
+    (mode, result), failed = auto.search(frame, gate, peak, attempt, lambda t: t[1])
+    return mode, result, failed, tried
+
+
+def test_search_goes_past_the_models_first_k_where_the_decode_leaves_room():
     """On the CT 693 the residual layer reproduces the padding and air exactly, so a decode's MSE is about half the
-    uniform model's: the model's first k passes with room, and the k scaled by the measured error passes too."""
+    uniform model's: the first k passes with room, and search stores a larger k that passes and is smaller."""
     frame, bits, signed = _real("693_UNCR")
     gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": 0.99, "max_error_max": 30})
+    first = auto.first_mode(frame, gate, metrics.psnr_peak(frame))
+    mode, result, failed, tried = _search_on(frame, bits, signed, gate)
+    assert result.passed and not failed and tried[0] == first and mode.level > first.level
+    assert result.size < len(api.encode(frame, first, bits, signed)) and len(tried) <= 3
+
+
+def test_search_steps_down_to_the_k_a_failed_decode_predicts():
+    """When decodes err more than the model says (here 1.3× its variance, a stand-in for a slice it misjudges), the
+    first k fails on PSNR and the failure's own figures pick the next k, which passes: no halving."""
+    frame, _, _ = _real("CT_small")
+    gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": None, "max_error_max": 30})
     peak = metrics.psnr_peak(frame)
+    tried = []
+
+    def attempt(mode):  # a codec whose error variance is 1.3 k(k+1)/3 and whose size falls with k
+        tried.append(mode)
+        psnr = 10 * np.log10(peak**2 / (1.3 * auto.noise_variance(mode.level)))
+        return mode, auto.Outcome(psnr >= 50.0, psnr, 1.0, 10_000 // (mode.level + 1))
+
+    (mode, result), failed = auto.search(frame, gate, peak, attempt, lambda t: t[1])
     first = auto.first_mode(frame, gate, peak)
-    decoded = api.decode(api.encode(frame, first, bits, signed))
-    measured = metrics.mse(frame, decoded)
-    assert measured < 0.7 * auto.noise_variance(first.level)
-    looser = auto.looser_mode(frame, first, measured, gate, peak)
-    assert looser is not None and first.level < looser.level <= 30
-    decoded = api.decode(api.encode(frame, looser, bits, signed))
-    assert metrics.psnr(frame, decoded, bits) >= 50.0 and metrics.ssim(frame, decoded) >= 0.99
-    # an error larger than the model's leaves nothing looser; neither does lossless
-    assert auto.looser_mode(frame, first, 1.2 * auto.noise_variance(first.level), gate, peak) is None
-    assert auto.looser_mode(frame, Mode.lossless(), 0.0, gate, peak) is None
+    assert [m for m, _ in failed] == [first] and result.passed
+    best = max(k for k in range(1, 31) if 10 * np.log10(peak**2 / (1.3 * auto.noise_variance(k))) >= 50.0)
+    assert first.level // 2 < mode.level <= best and len(tried) <= 4

@@ -207,8 +207,8 @@ def log_phases(stderr: str, started_at: float, wall_s: float) -> dict:
     return out
 
 
-def medzip_archive(study: Path, home: Path, api_url: str | None = None) -> dict:
-    cmd = [sys.executable, "-m", "flows.cli", "archive", str(study), "--mode", "lossless", "--json"]
+def medzip_archive(study: Path, home: Path, api_url: str | None = None, mode: str = "lossless") -> dict:
+    cmd = [sys.executable, "-m", "flows.cli", "archive", str(study), "--mode", mode, "--json"]
     home.mkdir(parents=True, exist_ok=True)
     r = run_measured(cmd, _env(home, api_url), home, home / "archive.log")
     try:
@@ -294,9 +294,10 @@ def check_archive(archive: Path, paths: list[Path]) -> int:
 
 # ---- the bench ------------------------------------------------------------------------------------------------
 
-def bench(n_slices: int, work: Path, check: bool = False, dcmtk: bool = True, api_url: str | None = None) -> dict:
+def bench(n_slices: int, work: Path, check: bool = False, dcmtk: bool = True, api_url: str | None = None,
+          mode: str = "lossless") -> dict:
     """Build the study under `work`, run every measurement, return the report. With `api_url` the archive run uses
-    that (running) Prefect server, and no start-up is measured or subtracted."""
+    that (running) Prefect server, and no start-up is measured or subtracted; `mode`: medzip's policy."""
     study = work / "study"
     t = time.perf_counter()
     paths = build_study(study, n_slices)
@@ -304,7 +305,7 @@ def bench(n_slices: int, work: Path, check: bool = False, dcmtk: bool = True, ap
               "prefect_startup": None, "api_url": api_url}
     if not api_url:
         report["prefect_startup"] = {**prefect_startup(work / "prefect-only"), "load": load()}
-    report["medzip"] = {**medzip_archive(study, work / "medzip-home", api_url), "load": load()}
+    report["medzip"] = {**medzip_archive(study, work / "medzip-home", api_url, mode), "load": load(), "mode": mode}
     report["charls"] = {**charls_transcode(paths, work / "charls"), "load": load()}
     if dcmtk:
         d = dcmtk_transcode(paths, work / "dcmtk")
@@ -335,7 +336,7 @@ def print_report(r: dict) -> None:
               f"run {p['server_and_run_s']:.1f} s, {p['wall_s']:.1f} s wall   [load {p['load']:.2f}]")
     else:
         print(f"Prefect: the running server at {r['api_url']} (no start-up)")
-    print(f"medzip archive --mode lossless: {m['wall_s']:.1f} s wall, {m['slices_per_s']:.2f} slices/s, peak RSS "
+    print(f"medzip archive --mode {m.get('mode', 'lossless')}: {m['wall_s']:.1f} s wall, {m['slices_per_s']:.2f} slices/s, peak RSS "
           f"{m['peak_rss_mb']:.0f} MB (process tree {m['peak_tree_rss_mb']:.0f} MB), {m['status']}, ratio "
           f"{m['ratio'] or float('nan'):.2f}   [load {m['load']:.2f}]")
     if "flow_s" in m:
@@ -366,12 +367,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--check", action="store_true", help="decode the archive here and compare with the inputs")
     ap.add_argument("--no-dcmtk", action="store_true", help="skip the dcmtk shell-loop column")
     ap.add_argument("--api-url", default=None, help="archive against this running Prefect server (no start-up)")
+    ap.add_argument("--mode", default="lossless", help="medzip's policy, e.g. auto (--check needs lossless)")
     a = ap.parse_args(argv)
+    if a.check and a.mode != "lossless":
+        raise SystemExit("--check compares the decode with the inputs bit for bit: it needs --mode lossless")
     work = a.workdir or Path(tempfile.mkdtemp(prefix="medzip-bench-pipeline-"))
     if a.workdir and work.exists() and any(work.iterdir()):
         raise SystemExit(f"--workdir {work} is not empty")
     try:
-        r = bench(a.slices, work, check=a.check, dcmtk=not a.no_dcmtk, api_url=a.api_url)
+        r = bench(a.slices, work, check=a.check, dcmtk=not a.no_dcmtk, api_url=a.api_url, mode=a.mode)
     finally:
         if a.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -120,6 +120,7 @@ class QualityRow:
     gate_reasons: tuple[str, ...] = ()
     attempts: int = 1  # encodes tried for this frame (1 = the first mode passed)
     escalations: tuple[str, ...] = ()  # modes tried before the final one, in order
+    lossless_bytes: int = -1  # the frame's payload coded lossless, measured at encode (-1: not measured)
 
     @property
     def key(self) -> FrameKey:
@@ -141,8 +142,9 @@ _Q_NUMERIC = [
     ("series", "<i4"), ("instance", "<i4"), ("frame", "<i4"),
     *((m.name, m.dtype) for m in METRICS.values()),
     ("payload_bytes", "<i8"), ("original_bytes", "<i8"), ("ratio", "<f8"),
-    ("gate_passed", "u1"), ("attempts", "<i4"),
+    ("gate_passed", "u1"), ("attempts", "<i4"), ("lossless_bytes", "<i8"),
 ]
+_Q_OPTIONAL = {"lossless_bytes": -1}  # columns archives written before them lack: read as this
 _Q_TEXT = ["sop_instance_uid", "modality", "mode", "codec", "gate_reasons", "escalations"]  # lists as JSON
 
 
@@ -168,6 +170,9 @@ def quality_from_array(arr: np.ndarray) -> list[QualityRow]:
     for rec in arr:
         data: dict[str, Any] = {}
         for name, _ in _Q_NUMERIC:
+            if name in _Q_OPTIONAL and name not in arr.dtype.names:
+                data[name] = _Q_OPTIONAL[name]
+                continue
             v = rec[name].item()
             data[name] = bool(v) if name == "gate_passed" else v
         for name in _Q_TEXT:

@@ -11,7 +11,7 @@ from typing import Any
 
 from archive.reader import ArchiveReader
 from quality.metrics import FULL_SCALE_PSNR
-from quality.summaries import worst_figures
+from quality.summaries import saved_vs_lossless, worst_figures
 
 
 def archive_summary(path: str | Path) -> dict[str, Any]:
@@ -68,6 +68,7 @@ def archive_summary(path: str | Path) -> dict[str, Any]:
             "quality_recorded": info.quality_recorded,
             "gates_passed": all(r.gate_passed for r in quality) if quality else None,
             "escalated_frames": sum(1 for r in quality if r.escalations),
+            **saved_vs_lossless(quality),
             "series": series,
             "kept_as_received": kept,
         }

@@ -14,7 +14,7 @@ from flows import artifacts
 from flows import audit_report as R
 from flows.formatting import fmt, jsonable
 from quality.metrics import METRICS
-from quality.summaries import mean_psnr, mode_counts, worst_figures
+from quality.summaries import mean_psnr, mode_counts, saved_vs_lossless, worst_figures
 
 WORST_SLICES = 6
 
@@ -58,12 +58,14 @@ def collect(config: Config, since: str | None, until: str | None, modality: str 
                          "codec": q.codec, "psnr": q.psnr, "ssim": q.ssim, "max_error": q.max_error,
                          "payload_bytes": q.payload_bytes, "original_bytes": q.original_bytes, "ratio": q.ratio,
                          "gate_passed": q.gate_passed, "gate_reasons": list(q.gate_reasons),
-                         "escalations": list(q.escalations), "status": rec.status})
+                         "escalations": list(q.escalations), "status": rec.status,
+                         "lossless_bytes": q.lossless_bytes})
         row["modes_used"] = mode_counts(mine)
         row["mean_psnr"] = mean_psnr(m["psnr"] for m in mine)
         row["escalated"] = sum(1 for m in mine if m["escalations"])
         row["gate_failures"] = sum(1 for m in mine if not m["gate_passed"])
         row["models"] = sorted({m["codec"] for m in mine})
+        row["saved_vs_lossless_bytes"] = saved_vs_lossless(mine).get("saved_vs_lossless_bytes")
         frames.extend(mine)
     return archives, frames, problems
 
@@ -113,6 +115,7 @@ def summary_of(archives: list[dict], frames: list[dict]) -> dict:
         **worst_figures(frames),
         "escalated_frames": sum(1 for f in frames if f["escalations"]),
         "gate_failures": sum(1 for f in frames if not f["gate_passed"]),
+        **saved_vs_lossless(frames),
     }
 
 
@@ -122,10 +125,12 @@ def render(archives: list[dict], frames: list[dict], summary: dict, problems: li
                  + (R.table(["filter", "value"], [[k, v] for k, v in filters.items()], "filters")))]
     sections.append(("Archives", R.table(
         ["study", "version", "status", "created (UTC)", "modalities", "mode asked", "modes stored (frames)", "ratio",
-         "min PSNR", "mean PSNR", "min SSIM", "max error", "frames", "escalated", "gate failures"],
+         "min PSNR", "mean PSNR", "min SSIM", "max error", "frames", "escalated", "gate failures",
+         "bytes saved vs lossless"],
         [[a["study_uid"], a["version"], a["status"], a["created_utc"][:19], " ".join(a["modalities"]), a["mode"],
           ", ".join(f"{m} ×{n}" for m, n in a["modes_used"].items()), a["ratio"], a["min_psnr"], a["mean_psnr"],
-          a["min_ssim"], a["max_error"], a["n_frames"], a["escalated"], a["gate_failures"]] for a in archives],
+          a["min_ssim"], a["max_error"], a["n_frames"], a["escalated"], a["gate_failures"],
+          a.get("saved_vs_lossless_bytes")] for a in archives],
         "archives")))
     if archives:
         sections.append(("PSNR and SSIM per study", R.plot_section(R.study_chart(archives), "per-study PSNR and SSIM")))

@@ -28,6 +28,7 @@ class FrameQuality:
     escalations: list[Mode] = field(default_factory=list)  # modes tried before this one
     max_error_hu: float | None = None
     history: list[str] = field(default_factory=list)  # why each earlier mode failed: "lossy:2: PSNR 41.20 dB < 50.0"
+    lossless_bytes: int | None = None  # this frame coded lossless (measured by `auto`; a lossless frame's own size)
 
     @property
     def key(self) -> FrameId:
@@ -67,4 +68,10 @@ class FrameQuality:
                     payload_bytes=self.payload_bytes, original_bytes=self.original_bytes, ratio=self.ratio,
                     # a passing frame's reasons are those of the modes it was escalated from (gate_passed tells)
                     gate_passed=self.passed, gate_reasons=tuple(self.reasons + self.history),
-                    attempts=len(self.escalations) + 1, escalations=tuple(str(m) for m in self.escalations))
+                    attempts=len(self.escalations) + 1, escalations=tuple(str(m) for m in self.escalations),
+                    lossless_bytes=self.lossless_size if self.lossless_size is not None else -1)
+
+    @property
+    def lossless_size(self) -> int | None:
+        """Bytes of this frame coded lossless: its own payload when stored lossless, else what `auto` measured."""
+        return self.payload_bytes if self.mode.is_lossless else self.lossless_bytes

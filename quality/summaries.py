@@ -78,3 +78,16 @@ def study_summary(rows: list[FrameQuality], series: Iterable[tuple[str, str, int
         "original_bytes": original, "archived_bytes": payload, "ratio": original / payload if payload else None,
         **worst_figures(rows), "modes_used": mode_counts(rows), "series": lines, "modalities": sorted(modalities),
     }
+
+
+def saved_vs_lossless(rows: Iterable[Any]) -> dict[str, Any]:
+    """Bytes stored against the same frames coded lossless, over the frames whose lossless size is known (`auto`
+    measures it at encode; -1 or None: not measured): {} when no frame's is."""
+    measured = [(_get(r, "payload_bytes"), _get(r, "lossless_bytes")) for r in rows]
+    measured = [(p, n) for p, n in measured if n is not None and n >= 0]
+    if not measured:
+        return {}
+    stored, lossless = sum(p for p, _ in measured), sum(n for _, n in measured)
+    return {"frames_with_lossless_size": len(measured), "lossless_bytes": lossless,
+            "saved_vs_lossless_bytes": lossless - stored,
+            "saved_vs_lossless_share": (lossless - stored) / lossless if lossless else None}

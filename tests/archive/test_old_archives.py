@@ -36,6 +36,7 @@ def test_kept_archive_verifies_unchanged(kept):
     with ArchiveReader(path) as r:
         assert r.info.format_version == expected["format_version"] and r.info.study_uid == expected["study_uid"]
         assert r.info.quality_recorded and len(r.quality()) == len(expected["frames"])
+        assert {q.lossless_bytes for q in r.quality()} == {-1}, "a table written before the column: not measured"
         for v, want in zip(r.verbatim(), expected["verbatim"]):
             assert v.sop_instance_uid == want["sop_instance_uid"]
             assert hashlib.sha256(r.verbatim_bytes(v)).hexdigest() == want["sha256"]

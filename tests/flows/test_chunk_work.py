@@ -69,3 +69,6 @@ def test_auto_keeps_the_looser_k_its_measured_error_allows(tmp_path):
     fmt = chunk.instances[0].pixel
     assert len(ef.payload) < len(api.encode(original, first, fmt.bits_stored, fmt.signed))
     assert ef.quality.max_error <= ef.mode.level
+    # what auto saved: the lossless size of the same frame is measured and recorded with it
+    assert ef.quality.lossless_bytes == len(api.encode(original, Mode.lossless(), fmt.bits_stored, fmt.signed))
+    assert ef.quality.table_row(0, 0)["lossless_bytes"] == ef.quality.lossless_bytes > len(ef.payload)

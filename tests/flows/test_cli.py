@@ -86,6 +86,35 @@ def test_info_json_describes_a_real_archive(tmp_path):
     assert doc["payload_bytes"] == len(payload)
     assert math.isclose(doc["ratio"], values.nbytes / len(payload))
     assert doc["series"][0]["min_psnr"] == "inf" and doc["series"][0]["max_error"] == 0
+    assert "saved_vs_lossless_bytes" not in doc  # no frame's lossless size measured (-1: a row written without it)
+
+
+def test_info_reports_what_auto_saved_against_lossless(tmp_path):
+    """A frame stored near-lossless with its lossless size measured: info gives the bytes saved."""
+    ds, values = _real_ct()
+    bits = int(ds.BitsStored)
+    payload = codec_api.encode(values, Mode.parse("near-lossless:4"), bits, True)
+    lossless = len(codec_api.encode(values, Mode.parse("lossless"), bits, True))
+    decoded = codec_api.decode(payload)
+    target = tmp_path / "study.h5"
+    with ArchiveWriter(target, study_uid=ds.StudyInstanceUID, codec="medzip", mode="auto") as writer:
+        series = writer.add_series(ds.SeriesInstanceUID, "CT")
+        key = writer.add_instance(
+            series, sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID, modality="CT",
+            rows=values.shape[0], columns=values.shape[1], bits_allocated=16, bits_stored=bits, signed=True,
+            number_of_frames=1, header=b"header", header_format="test")
+        frame = writer.add_frame(key, 0, payload, codec="medzip", mode="near-lossless:4",
+                                 values_sha256=values_sha256(values))
+        writer.set_quality([QualityRow(
+            series=frame.series, instance=frame.instance, frame=0, sop_instance_uid=ds.SOPInstanceUID,
+            modality="CT", mode="near-lossless:4", codec="medzip", psnr=metrics.psnr(values, decoded, bits),
+            ssim=metrics.ssim(values, decoded), max_error=metrics.max_error(values, decoded),
+            payload_bytes=len(payload), original_bytes=values.nbytes,
+            ratio=metrics.ratio(values.nbytes, len(payload)), gate_passed=True, lossless_bytes=lossless)])
+    doc = json.loads(runner.invoke(app, ["info", str(target), "--json"]).stdout)
+    assert doc["lossless_bytes"] == lossless > len(payload)
+    assert doc["saved_vs_lossless_bytes"] == lossless - len(payload)
+    assert math.isclose(doc["saved_vs_lossless_share"], (lossless - len(payload)) / lossless)
 
 
 def test_audit_refuses_impossible_dates_in_one_line(tmp_path, monkeypatch):

@@ -44,3 +44,14 @@ def test_study_summary_per_series_and_study():
     assert a["modes"] == "lossy:2, near-lossless:2" and a["frames"] == 2 and a["escalated"] == 1
     assert a["mean_psnr"] == 55.0 and a["failed"] == 0 and a["ratio"] == 4.0
     assert b["modes"] == "lossless" and b["failed"] == 1 and b["verbatim"] == 1 and b["min_psnr"] == math.inf
+
+
+def test_saved_vs_lossless_counts_only_frames_whose_lossless_size_is_known():
+    from quality.summaries import saved_vs_lossless
+
+    rows = [{"payload_bytes": 100, "lossless_bytes": 400}, {"payload_bytes": 50, "lossless_bytes": -1},
+            {"payload_bytes": 300, "lossless_bytes": 300}]
+    out = saved_vs_lossless(rows)
+    assert out == {"frames_with_lossless_size": 2, "lossless_bytes": 700, "saved_vs_lossless_bytes": 300,
+                   "saved_vs_lossless_share": 300 / 700}
+    assert saved_vs_lossless([{"payload_bytes": 5, "lossless_bytes": -1}]) == {}

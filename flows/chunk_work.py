@@ -22,7 +22,7 @@ from flows.archived import frame_mode
 from flows.chunks import Chunk
 from quality import auto, gates, metrics
 from quality.auto import Auto
-from quality.escalation import next_mode
+from quality.escalation import settle
 from quality.records import FrameId, FrameQuality
 
 
@@ -93,8 +93,8 @@ def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: 
 
 def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, policy: Mode | Auto, gate: Gate,
                  ceiling: Mode) -> EncodedFrame:
-    """Encode one frame at its policy's mode (`auto`: quality.auto.search's choice), then at stricter modes while
-    its gate fails and the ladder allows."""
+    """Encode one frame as quality.escalation.settle decides (the policy's mode or `auto`'s search, then stricter
+    modes while its gate fails and the ladder allows), each attempt measured on its own decode."""
     from archive import values_sha256
 
     fmt = inst.pixel
@@ -108,29 +108,20 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)
         return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
 
-    if isinstance(policy, Auto):
-        done, failed = auto.search(values, gate, peak, attempt, _outcome)
-    else:
-        done, failed = attempt(policy), []
-    earlier = None  # failed attempts before `done`, each recorded as an escalation of the next
-    for tried in [f for f in failed if f is not done] + [done]:
+    done, failed, lossless = settle(policy, values, gate, peak, ceiling, attempt, _outcome)
+    earlier = None  # each failed attempt is recorded as an escalation of the next
+    for tried in failed + [done]:
         if earlier is not None:
             tried.quality = tried.quality.after(earlier)
         earlier = tried.quality
-    while not done.quality.passed and not done.quality.integrity:
-        stricter = next_mode(done.mode, gate, ceiling)
-        if stricter is None:
-            break
-        earlier, done = done.quality, attempt(stricter)
-        done.quality = done.quality.after(earlier)
-    if isinstance(policy, Auto) and not done.mode.is_lossless:  # what auto saved: one more encode (~0.1 s a 512²)
-        done.quality.lossless_bytes = len(codec_api.encode(values, Mode.lossless(), fmt.bits_stored, fmt.signed))
+    if lossless is not None:
+        done.quality.lossless_bytes = len(lossless.payload)
     return done
 
 
 def _outcome(frame: EncodedFrame) -> auto.Outcome:
     q = frame.quality
-    return auto.Outcome(passed=q.passed, psnr=q.psnr, ssim=q.ssim, size=len(frame.payload))
+    return auto.Outcome(frame.mode, q.passed, q.psnr, q.ssim, len(frame.payload), bool(q.integrity))
 
 
 def encode_chunk(chunk: Chunk, policy: Mode | Auto, gate: Gate, ceiling: Mode) -> EncodedChunk:

@@ -1,7 +1,7 @@
 """Bytes at the gate: medzip's `auto` against each classical codec searched for its smallest passing payload.
 
 For the first frame of each file, under its modality's gate from the default config: medzip `auto` (quality.auto's
-first k, then k steered by each decode's measured PSNR and SSIM (quality.auto.search), halving k on failure), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
+search, then the escalation ladder: quality.escalation.settle, as the flow does), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
 fixed-quality target, JPEG-XL by distance, and lossless for each when nothing lossy passes.
 
     python -m lab.gate_bytes FILE… [--json OUT]
@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from codec import api
+from codec.modes import Mode
 from configs import load_config
 from lab import anchors
 from lab.frames import frames_of, instance
-from quality import auto, metrics
+from quality import auto, gates, metrics
+from quality.escalation import settle
 from quality.gates import gate_failures
 
 # each lossy axis, from its loosest end to its strictest; bisection finds the loosest setting that passes
@@ -35,20 +37,18 @@ def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
 
 
 def ours(frame, gate) -> tuple[int, str]:
-    """What flows.chunk_work.encode_frame stores under `auto`: quality.auto.search's choice, then halving k while
-    it fails (the escalation ladder with a lossless ceiling)."""
+    """What flows.chunk_work.encode_frame stores under `auto` with a lossless ceiling (quality.escalation.settle)."""
     peak = metrics.psnr_peak(frame.values)
 
     def attempt(mode):
         payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
         decoded = frame.values if mode.is_lossless else api.decode(payload)
-        figures = metrics.figures(frame.values, decoded, frame.bits_stored)
-        return mode, auto.Outcome(not gate_failures(figures, gate), figures["psnr"], figures["ssim"], len(payload))
+        judged = gates.evaluate(frame.values, decoded, gate, mode, bits_stored=frame.bits_stored,
+                                modality=frame.modality, rescale_slope=frame.rescale_slope)
+        return auto.Outcome(mode, judged.passed, judged["psnr"], judged["ssim"], len(payload), bool(judged.integrity))
 
-    (mode, result), _ = auto.search(frame.values, gate, peak, attempt, lambda tried: tried[1])
-    while not result.passed:
-        mode, result = attempt(auto.next_stricter(mode))
-    return result.size, str(mode)
+    done, _, _ = settle(auto.AUTO, frame.values, gate, peak, Mode.lossless(), attempt, lambda tried: tried)
+    return done.size, str(done.mode)
 
 
 def classical(anchor: anchors.Anchor, frame, gate) -> tuple[int, str] | None:

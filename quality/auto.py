@@ -33,12 +33,16 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Outcome:
-    """What `search` needs to know of one attempt: did its decode pass, its PSNR and SSIM, its size in bytes."""
+    """What `search` needs to know of one attempt: its mode, did its decode pass, its PSNR and SSIM, its size in
+    bytes, and whether it has an integrity problem (a broken bound, a failed decode: never steered or escalated
+    away)."""
 
+    mode: Mode
     passed: bool
     psnr: float
     ssim: float
     size: int
+    integrity: bool = False
 
 
 def noise_variance(k: int) -> float:
@@ -46,15 +50,19 @@ def noise_variance(k: int) -> float:
     return k * (k + 1) / 3.0
 
 
+def _k_within(variance: float) -> int:
+    """The largest k whose k(k+1)/3 stays within `variance` (0 when none does)."""
+    k = int((math.sqrt(1.0 + 12.0 * max(variance, 0.0)) - 1.0) / 2.0)
+    while k > 0 and noise_variance(k) > variance:
+        k -= 1
+    return k
+
+
 def psnr_k_bound(psnr_min: float | None, peak: float) -> int:
     """The largest k whose modelled MSE keeps PSNR (with this peak) at or above psnr_min."""
     if psnr_min is None:
         return K_LIMIT
-    mse_max = peak * peak / 10.0 ** (psnr_min / 10.0)
-    k = int((math.sqrt(1.0 + 12.0 * mse_max) - 1.0) / 2.0)  # k(k+1)/3 <= mse_max
-    while k > 0 and noise_variance(k) > mse_max:
-        k -= 1
-    return max(0, min(k, K_LIMIT))
+    return min(_k_within(metrics.mse_at(peak, psnr_min)), K_LIMIT)
 
 
 def local_variances(original: np.ndarray) -> np.ndarray:
@@ -111,49 +119,46 @@ def steered_k(k: int, psnr: float, ssim: float, gate, peak: float, lean: float =
     ratio = math.inf
     mse = metrics.mse_at(peak, psnr)
     if gate.psnr_min is not None and mse > 0:
-        ratio = min(ratio, peak * peak / 10.0 ** (gate.psnr_min / 10.0) / mse)
+        ratio = min(ratio, metrics.mse_at(peak, gate.psnr_min) / mse)
     if gate.ssim_min is not None and ssim < 1.0:
         ratio = min(ratio, (1.0 - gate.ssim_min) / (1.0 - ssim))
     cap = min(K_LIMIT, gate.max_error_max if gate.max_error_max is not None else K_LIMIT)
     if math.isinf(ratio):
         return cap
-    target = noise_variance(k) * ratio * lean
-    steered = int((math.sqrt(1.0 + 12.0 * max(target, 0.0)) - 1.0) / 2.0)  # k(k+1)/3 <= target
-    while steered > 0 and noise_variance(steered) > target:
-        steered -= 1
-    return max(0, min(steered, cap))
+    return min(_k_within(noise_variance(k) * ratio * lean), cap)
 
 
-def search(original: np.ndarray, gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T], Outcome]
-           ) -> tuple[T, list[T]]:
-    """`auto` for one slice: (the smallest passing attempt found, the failed attempts before the first pass).
+def search(original: np.ndarray, gate, peak: float, ceiling: Mode, attempt: Callable[[Mode], T],
+           outcome: Callable[[T], Outcome]) -> tuple[T, list[T]]:
+    """`auto` for one slice: (the smallest passing attempt found, or the last failure; the failed attempts before
+    it, in order).
 
     The model's first k is tried; the measured figures then steer k (steered_k): after a failure, one try at the
-    smaller k they predict (aiming 6 % short); after a pass, up to _PROBES tries, each aimed by the last decode's
-    figures (6 % past a pass, 6 % short of a failure) and kept between the largest k known to pass and the smallest
-    known to fail (PSNR and SSIM are not quite monotone in k: the residual layer's choices change with it). Every
-    candidate is confirmed by its own decode, so a wrong prediction costs an encode, never a slice outside its gate.
-    With no pass, the last failure is returned and the caller's escalation ladder takes over from its mode."""
+    smaller k they predict (aiming 6 % short), if the `ceiling` (the strictest mode allowed) permits it; after a
+    pass, up to _PROBES tries, each aimed by the last decode's figures (6 % past a pass, 6 % short of a failure) and
+    kept between the largest k known to pass and the smallest known to fail (PSNR and SSIM are not quite monotone
+    in k: the residual layer's choices change with it). Every candidate is confirmed by its own decode, so a wrong
+    prediction costs an encode, never a slice outside its gate. An attempt with an integrity problem ends the
+    search at once. With no pass the caller's escalation ladder takes over from the returned failure's mode."""
     mode = first_mode(np.asarray(original), gate, peak)
     first = attempt(mode)
-    if mode.is_lossless:
+    result = outcome(first)
+    if mode.is_lossless or result.integrity:
         return first, []
     failed: list[T] = []
     high = None  # the smallest k known to fail
-    result = outcome(first)
     if not result.passed:
-        failed.append(first)
         high = mode.level
         k = min(steered_k(mode.level, result.psnr, result.ssim, gate, peak, 1 / _LEAN), mode.level - 1)
-        if k < 1:
+        if k < 1 or Mode.near_lossless(k) > ceiling:
             return first, failed
-        retry = attempt(Mode.near_lossless(k))
-        if not outcome(retry).passed:
-            failed.append(retry)
-            return retry, failed
-        first, mode, result = retry, Mode.near_lossless(k), outcome(retry)
-    best, low = first, mode.level
-    last, last_k = first, mode.level  # the attempt whose figures aim the next probe
+        failed.append(first)
+        first = attempt(Mode.near_lossless(k))
+        result = outcome(first)
+        if not result.passed or result.integrity:
+            return first, failed
+    best, low = first, result.mode.level
+    last, last_k = first, low  # the attempt whose figures aim the next probe
     for _ in range(_PROBES):
         figures = outcome(last)
         aim = steered_k(last_k, figures.psnr, figures.ssim, gate, peak, _LEAN if figures.passed else 1 / _LEAN)
@@ -163,6 +168,8 @@ def search(original: np.ndarray, gate, peak: float, attempt: Callable[[Mode], T]
             break
         last, last_k = attempt(Mode.near_lossless(aim)), aim
         checked = outcome(last)
+        if checked.integrity:
+            return last, failed
         if checked.passed:
             low = aim
             if checked.size < outcome(best).size:

@@ -6,13 +6,17 @@ the largest k its gate admits) halves k down to that one first. "Stricter" is Mo
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+import numpy as np
 
 from codec.modes import Mode
-from quality.auto import next_stricter
+from quality.auto import Auto, Outcome, next_stricter, search
 
 if TYPE_CHECKING:
     from configs import Gate
+
+T = TypeVar("T")
 
 DEFAULT_K = 2  # |error| <= 2 stored values: > 60 dB PSNR on 12-bit data, above every default gate
 
@@ -34,3 +38,27 @@ def next_mode(current: Mode, gate: Gate, ceiling: Mode) -> Mode | None:
     if candidate is None or candidate <= current:
         candidate = Mode.lossless()
     return min(candidate, ceiling)
+
+
+def settle(policy: Mode | Auto, original: np.ndarray, gate: Gate, peak: float, ceiling: Mode,
+           attempt: Callable[[Mode], T], outcome: Callable[[T], Outcome]) -> tuple[T, list[T], T | None]:
+    """What one slice is stored as: (the attempt kept, the failed attempts before it in order, under `auto` the
+    lossless attempt measured for its size or None). The policy's mode (or `auto`'s search) first, then stricter
+    modes while the gate fails and the ladder allows; an integrity problem stops it. `auto` also codes the slice
+    lossless, to record what it saved, and keeps that payload where it is not larger (lossless always passes)."""
+    if isinstance(policy, Auto):
+        done, failed = search(original, gate, peak, ceiling, attempt, outcome)
+    else:
+        done, failed = attempt(policy), []
+    while not outcome(done).passed and not outcome(done).integrity:
+        stricter = next_mode(outcome(done).mode, gate, ceiling)
+        if stricter is None:
+            break
+        failed.append(done)
+        done = attempt(stricter)
+    lossless = None
+    if isinstance(policy, Auto) and outcome(done).passed:
+        lossless = done if outcome(done).mode.is_lossless else attempt(Mode.lossless())
+        if outcome(lossless).size <= outcome(done).size:
+            done = lossless
+    return done, failed, lossless

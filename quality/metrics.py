@@ -43,8 +43,11 @@ def _psnr(peak: float, err: float) -> float:
 
 
 def mse_at(peak: float, psnr_db: float) -> float:
-    """The MSE a PSNR figure stands for at this peak (0 for an exact decode's +inf)."""
-    return 0.0 if math.isinf(psnr_db) else peak * peak / 10.0 ** (psnr_db / 10.0)
+    """The MSE a PSNR figure stands for at this peak (0 for an exact decode's +inf, inf for -inf or NaN: an
+    unmeasured decode)."""
+    if math.isnan(psnr_db) or psnr_db == -math.inf:
+        return math.inf
+    return 0.0 if psnr_db == math.inf else peak * peak / 10.0 ** (psnr_db / 10.0)
 
 
 def psnr(original: np.ndarray, decoded: np.ndarray, bits_stored: int | None = None) -> float:

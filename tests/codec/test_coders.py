@@ -96,9 +96,9 @@ def test_residual_coder_keeps_the_layer_that_codes_the_probe_smaller():
         assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 8
 
 
-def test_residual_coder_never_keeps_a_layer_larger_than_version_2_whole():
+def test_residual_coder_never_keeps_a_layer_larger_than_the_raster_layer_whole():
     """The centre probe favours version 1 on the CT 693 at k = 30 (the body fills the crop), where version 1 codes
-    the whole slice 50 % larger: the coder keeps the smaller of the two whole streams."""
+    the whole slice 50 % larger than the raster layer: the coder keeps the smaller of the two whole streams."""
     import numpy as np
 
     from codec import api, residual_raster
@@ -110,7 +110,7 @@ def test_residual_coder_never_keeps_a_layer_larger_than_version_2_whole():
     payload = api.encode(frame, "near-lossless:30", int(ds.BitsStored), bool(ds.PixelRepresentation))
     residual = api.sections(payload).residual
     flat = np.full(frame.shape, int(frame.flat[0]), np.int64)
-    v2 = residual_raster.encode_residual(frame.astype(np.int64), flat, 30, int(ds.BitsStored),
-                                         bool(ds.PixelRepresentation))
-    assert residual_raster.is_raster_stream(residual) and len(residual) <= len(v2)
+    raster = residual_raster.encode_residual(frame.astype(np.int64), flat, 30, int(ds.BitsStored),
+                                             bool(ds.PixelRepresentation))
+    assert residual_raster.is_raster_stream(residual) and len(residual) <= len(raster)
     assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 30

@@ -88,10 +88,11 @@ def _search_on(frame, bits, signed, gate):
         tried.append(mode)
         passed = metrics.psnr(frame, decoded, bits) >= gate.psnr_min and metrics.ssim(frame, decoded) >= gate.ssim_min \
             and metrics.max_error(frame, decoded) <= gate.max_error_max
-        return mode, auto.Outcome(passed, metrics.psnr(frame, decoded, bits), metrics.ssim(frame, decoded), len(payload))
+        return auto.Outcome(mode, passed, metrics.psnr(frame, decoded, bits), metrics.ssim(frame, decoded),
+                            len(payload))
 
-    (mode, result), failed = auto.search(frame, gate, peak, attempt, lambda t: t[1])
-    return mode, result, failed, tried
+    result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
+    return result.mode, result, failed, tried
 
 
 def test_search_goes_past_the_models_first_k_where_the_decode_leaves_room():
@@ -105,21 +106,53 @@ def test_search_goes_past_the_models_first_k_where_the_decode_leaves_room():
     assert result.size < len(api.encode(frame, first, bits, signed)) and len(tried) <= 3
 
 
+def _fake(frame, gate, excess: float, integrity_at: int | None = None):
+    """A codec whose decodes err by `excess` × k(k+1)/3 and shrink with k (size 10000 / (k + 1))."""
+    peak = metrics.psnr_peak(frame)
+    tried = []
+
+    def attempt(mode):
+        tried.append(mode)
+        if mode.is_lossless:
+            return auto.Outcome(mode, True, math.inf, 1.0, 20_000)
+        psnr = 10 * np.log10(peak**2 / (excess * auto.noise_variance(mode.level)))
+        broken = mode.level == integrity_at
+        return auto.Outcome(mode, psnr >= gate.psnr_min and not broken, psnr, 1.0, 10_000 // (mode.level + 1), broken)
+
+    return peak, attempt, tried
+
+
 def test_search_steps_down_to_the_k_a_failed_decode_predicts():
     """When decodes err more than the model says (here 1.3× its variance, a stand-in for a slice it misjudges), the
     first k fails on PSNR and the failure's own figures pick the next k, which passes: no halving."""
     frame, _, _ = _real("CT_small")
     gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": None, "max_error_max": 30})
-    peak = metrics.psnr_peak(frame)
-    tried = []
-
-    def attempt(mode):  # a codec whose error variance is 1.3 k(k+1)/3 and whose size falls with k
-        tried.append(mode)
-        psnr = 10 * np.log10(peak**2 / (1.3 * auto.noise_variance(mode.level)))
-        return mode, auto.Outcome(psnr >= 50.0, psnr, 1.0, 10_000 // (mode.level + 1))
-
-    (mode, result), failed = auto.search(frame, gate, peak, attempt, lambda t: t[1])
+    peak, attempt, tried = _fake(frame, gate, 1.3)
+    result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
     first = auto.first_mode(frame, gate, peak)
-    assert [m for m, _ in failed] == [first] and result.passed
+    assert [f.mode for f in failed] == [first] and result.passed
     best = max(k for k in range(1, 31) if 10 * np.log10(peak**2 / (1.3 * auto.noise_variance(k))) >= 50.0)
-    assert first.level // 2 < mode.level <= best and len(tried) <= 4
+    assert first.level // 2 < result.mode.level <= best and len(tried) <= 5
+
+
+def test_search_never_steers_past_an_integrity_problem_nor_below_the_ceiling():
+    frame, _, _ = _real("CT_small")
+    gate = type("Gate", (), {"psnr_min": 50.0, "ssim_min": None, "max_error_max": 30})
+    peak = metrics.psnr_peak(frame)
+    first = auto.first_mode(frame, gate, peak)
+    # a first attempt whose decode broke its bound: returned as it is, no retry that could hide it
+    _, attempt, tried = _fake(frame, gate, 1.0, integrity_at=first.level)
+    result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
+    assert result.integrity and result.mode == first and tried == [first] and failed == []
+    # a failure whose steered retry would be stricter than the ceiling: left to the caller's ladder
+    _, attempt, tried = _fake(frame, gate, 1.3)
+    result, failed = auto.search(frame, gate, peak, first, attempt, lambda t: t)
+    assert tried == [first] and not result.passed and failed == []
+
+
+def test_search_on_a_gate_without_room_is_one_lossless_attempt():
+    frame, _, _ = _real("CT_small")
+    gate = type("Gate", (), {"psnr_min": None, "ssim_min": None, "max_error_max": 0})
+    peak, attempt, tried = _fake(frame, gate, 1.0)
+    result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
+    assert result.mode.is_lossless and tried == [Mode.lossless()] and failed == []

@@ -51,3 +51,48 @@ def test_a_slice_failing_at_a_large_k_halves_k_before_lossless():
         m = next_mode(m, gate, ceiling)
     assert chain == ["near-lossless:25", "near-lossless:12", "near-lossless:6", "near-lossless:3", "near-lossless:2",
                      "lossless"]
+
+
+def _codec(sizes: dict[str, int], passing: set[str], broken: frozenset = frozenset()):
+    """A fake codec for settle: each mode's size, which modes pass their gate, which break their bound."""
+    from quality.auto import Outcome
+
+    tried = []
+
+    def attempt(mode):
+        tried.append(str(mode))
+        return Outcome(mode, str(mode) in passing and str(mode) not in broken, 50.0, 0.99, sizes.get(str(mode), 100),
+                       str(mode) in broken)
+
+    return attempt, tried
+
+
+def test_settle_climbs_the_ladder_in_order_and_stops_at_an_integrity_problem():
+    import numpy as np
+
+    from quality.escalation import settle
+
+    gate = Gate(psnr_min=40.0, max_error_max=2)
+    attempt, tried = _codec({}, passing={"lossless"})
+    done, failed, lossless = settle(Mode.lossy(0), np.zeros((8, 8)), gate, 100.0, Mode.lossless(), attempt, lambda t: t)
+    assert tried == ["lossy:0", "near-lossless:2", "lossless"] and done.mode.is_lossless and lossless is None
+    assert [str(f.mode) for f in failed] == ["lossy:0", "near-lossless:2"]
+    attempt, tried = _codec({}, passing={"lossless"}, broken=frozenset({"near-lossless:2"}))
+    done, failed, _ = settle(Mode.lossy(0), np.zeros((8, 8)), gate, 100.0, Mode.lossless(), attempt, lambda t: t)
+    assert tried == ["lossy:0", "near-lossless:2"] and done.integrity and not done.passed
+
+
+def test_settle_under_auto_measures_lossless_and_keeps_it_where_it_is_not_larger():
+    import numpy as np
+
+    from quality.auto import AUTO
+    from quality.escalation import settle
+
+    flat = np.full((16, 16), 7)  # the model's first k: the gate's max error (a flat slice has no variance)
+    gate = Gate(psnr_min=None, ssim_min=None, max_error_max=3)
+    attempt, tried = _codec({"near-lossless:3": 40, "lossless": 60}, passing={"near-lossless:3", "lossless"})
+    done, failed, lossless = settle(AUTO, flat, gate, 1.0, Mode.lossless(), attempt, lambda t: t)
+    assert str(done.mode) == "near-lossless:3" and lossless.size == 60 and not failed
+    attempt, tried = _codec({"near-lossless:3": 80, "lossless": 60}, passing={"near-lossless:3", "lossless"})
+    done, _, lossless = settle(AUTO, flat, gate, 1.0, Mode.lossless(), attempt, lambda t: t)
+    assert done.mode.is_lossless and done is lossless, "lossless is smaller here and always passes"

@@ -238,6 +238,13 @@ def raw_chunk_put(nraw, n, lo, values, raw):
             m += 1
 
 
+@nb.njit(cache=True, inline="always")
+def quantised(r, k, step):
+    """The residual r quantised with step 2k + 1: |r - q * step| <= k."""
+    qq = (abs(r) + k) // step
+    return -qq if r < 0 else qq
+
+
 @nb.njit(cache=True)
 def quantise(t, V, rows, cols, k, step, pred, n, q, tokens, nraw, raw):
     """Encoder: the quantised residual of each pixel on wavefront t, split into token and raw bits; returns the
@@ -246,10 +253,7 @@ def quantise(t, V, rows, cols, k, step, pred, n, q, tokens, nraw, raw):
     most = 0
     for m in range(n):
         i = i0 + m
-        r = V[i, t - 2 * i] - pred[m]
-        qq = (abs(r) + k) // step
-        if r < 0:
-            qq = -qq
+        qq = quantised(V[i, t - 2 * i] - pred[m], k, step)
         q[m] = qq
         tk, nr, rw = _split(2 * qq if qq >= 0 else -2 * qq - 1)
         tokens[m], nraw[m], raw[m] = tk, nr, rw

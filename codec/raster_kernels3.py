@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from codec.raster_kernels import PRIOR_MASS, SCALE, _join, _split, bounds
+from codec.raster_kernels import PRIOR_MASS, SCALE, _join, _split, bounds, quantised
 
 N_STATE = 3
 PRIOR2 = 64
@@ -57,10 +57,7 @@ def quantise(t, V, rows, cols, k, step, pred, flip, n, q, tokens, nraw, raw, neg
     most = 0
     for m in range(n):
         i = i0 + m
-        r = V[i, t - 2 * i] - pred[m]
-        qq = (abs(r) + k) // step
-        if r < 0:
-            qq = -qq
+        qq = quantised(V[i, t - 2 * i] - pred[m], k, step)
         q[m] = qq
         tk, nr, rw = _split(abs(qq))
         tokens[m], nraw[m], raw[m] = tk, nr, rw

@@ -25,8 +25,7 @@ range coder) plus the version 2 header (43 bytes), 4 bytes a weight and the desi
 checked byte for byte against codec.residual_raster.encode_residual(version=2), and bo+sgn+ssa+p2_64+halve8192
 against version 3 (the stream it became). Nothing is decoded back.
 
-    cd /work/wt-ctx && PYTHONPATH=/work/wt-ctx NUMBA_CACHE_DIR=/tmp/numba-wt-ctx \\
-        /work/main/.venv/bin/python -m lab.context_models --k 0 2
+    .venv/bin/python -m lab.context_models --k 0 2
     ... -m lab.context_models --k 0 --designs v2 bo+int4 bo+sgn --files CT_small.dcm
 """
 from __future__ import annotations
@@ -257,24 +256,7 @@ def probability_rows(counts, pooled, tab_a, table, dirty, dirty_a, nsec, bo, pri
                     dirty_a[c // nsec] = True
     rebuilt = np.zeros(NA, np.bool_)
     if nsec == 1 or bo == 1:
-        for a in range(NA):
-            a0, a1 = max(a - 1, 0), min(a + 2, NA)
-            stale = False
-            for aa in range(a0, a1):
-                stale = stale or dirty_a[aa]
-            if not stale:
-                continue
-            rebuilt[a] = True
-            total = 0
-            for aa in range(a0, a1):
-                for x in range(A):
-                    total += pooled[aa, x]
-            total = max(total, 1)
-            for x in range(A):
-                near = 0
-                for aa in range(a0, a1):
-                    near += pooled[aa, x]
-                tab_a[a, x] = pooled[a, x] * SCALE + near * (PRIOR_MASS * SCALE) // total + 1
+        K.rebuild(pooled, tab_a, dirty_a, rebuilt)  # version 2's tables on the pooled activity counts
     if nsec == 1:
         for m in range(n):
             for x in range(A):

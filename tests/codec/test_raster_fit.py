@@ -1,44 +1,36 @@
 """codec.raster_fit: the predictor layout the encoder picks, and that picking it pays on real slices."""
 import numpy as np
-import pydicom
 import pytest
 
 from codec import raster_fit as F
 from codec import residual_raster as R
-from lab.realdata import find
-
-
-def _real(name: str):
-    ds = pydicom.dcmread(find(name))
-    v = ds.pixel_array.reshape((-1, ds.Rows, ds.Columns))[0].astype(np.int64)
-    return np.ascontiguousarray(v), int(ds.BitsStored), int(ds.PixelRepresentation) == 1
+from tests.helpers.slices import flat, real_slice
 
 
 @pytest.mark.parametrize("k,gain", [(0, 0.99), (2, 0.995)])
 def test_a_ct_with_air_and_body_gets_intensity_class_weights_and_they_pay(k, gain):
     """On the CT 693 the air and padding want a smoothing predictor, the body an extrapolating one: three intensity
     class weight sets code the slice smaller than one set does."""
-    v, bits, signed = _real("693_UNCR.dcm")
+    v, bits, signed = real_slice("693_UNCR.dcm")
     predictor = F.fit_predictor(v, k)
     assert len(predictor.weights) == F.INTENSITY_CLASSES and not predictor.by_parity
     assert len(predictor.thresholds) == F.INTENSITY_CLASSES - 1 and np.all(np.diff(predictor.thresholds) > 0)
     assert np.all(predictor.weights.sum(axis=1) == 1 << 12)
-    flat = np.full(v.shape, int(v.min()), np.int64)
-    by_level = R.encode_residual(v, flat, k, bits, signed, predictor)
-    one = R.encode_residual(v, flat, k, bits, signed, F.fit_predictor(v, k, intensity=False))
+    by_level = R.encode_residual(v, flat(v), k, bits, signed, predictor)
+    one = R.encode_residual(v, flat(v), k, bits, signed, F.fit_predictor(v, k, intensity=False))
     assert len(by_level) < gain * len(one)  # measured: 0.985 lossless, 0.990 at k = 2
-    assert np.abs(R.decode_residual(by_level, flat, k, bits, signed) - v).max() <= k
+    assert np.abs(R.decode_residual(by_level, flat(v), k, bits, signed) - v).max() <= k
 
 
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
 def test_small_slices_keep_one_set(name):
     """Where three sets would not pay for their weights by the proxy (128² and 64² slices), one set is sent."""
-    v, _, _ = _real(name)
+    v, _, _ = real_slice(name)
     assert len(F.fit_predictor(v, 0).weights) == 1
 
 
 def test_version_2_layouts_never_carry_intensity_classes():
-    v, _, _ = _real("693_UNCR.dcm")
+    v, _, _ = real_slice("693_UNCR.dcm")
     assert len(F.fit_weights(v, 0)) in (1, 4)
 
 

@@ -4,39 +4,28 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 
 from codec import residual, residual_raster as R2
 from codec.errors import ResidualError
-from lab.realdata import find
+from tests.helpers.slices import flat, real_slice
 
 KEPT = Path(__file__).parents[1] / "data" / "payloads"
 
 
-def _real(name: str):
-    ds = pydicom.dcmread(find(name))
-    v = ds.pixel_array.reshape((-1, ds.Rows, ds.Columns))[0].astype(np.int64)
-    return v, int(ds.BitsStored), int(ds.PixelRepresentation) == 1
-
-
-def _flat(v):
-    return np.full(v.shape, int(v.min()), np.int64)
-
-
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
 def test_lossless_is_exact_and_smaller_than_version_1(name):
-    v, bits, signed = _real(name)
-    data = R2.encode_residual(v, _flat(v), 0, bits, signed)
+    v, bits, signed = real_slice(name)
+    data = R2.encode_residual(v, flat(v), 0, bits, signed)
     assert R2.is_raster_stream(data)
-    assert np.array_equal(R2.decode_residual(data, _flat(v), 0, bits, signed), v)
-    assert len(data) < len(residual.encode_residual(v, _flat(v), 0, bits, signed))
+    assert np.array_equal(R2.decode_residual(data, flat(v), 0, bits, signed), v)
+    assert len(data) < len(residual.encode_residual(v, flat(v), 0, bits, signed))
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 8, 16])
 def test_near_lossless_keeps_its_bound_on_a_real_ct(k):
-    v, bits, signed = _real("CT_small.dcm")
-    decoded = R2.decode_residual(R2.encode_residual(v, _flat(v), k, bits, signed), _flat(v), k, bits, signed)
+    v, bits, signed = real_slice("CT_small.dcm")
+    decoded = R2.decode_residual(R2.encode_residual(v, flat(v), k, bits, signed), flat(v), k, bits, signed)
     err = np.abs(decoded - v)
     assert err.max() <= k and err.max() > 0
 
@@ -60,10 +49,10 @@ def test_a_constant_slice_costs_almost_nothing():
 
 
 def test_refuses_what_it_was_not_coded_with():
-    v, bits, signed = _real("MR_small.dcm")
-    data = R2.encode_residual(v, _flat(v), 2, bits, signed)
-    for args in [(_flat(v), 1, bits, signed), (_flat(v), 2, bits + 1, signed), (_flat(v)[:-1], 2, bits, signed),
-                 (_flat(v) + 1, 2, bits, signed)]:
+    v, bits, signed = real_slice("MR_small.dcm")
+    data = R2.encode_residual(v, flat(v), 2, bits, signed)
+    for args in [(flat(v), 1, bits, signed), (flat(v), 2, bits + 1, signed), (flat(v)[:-1], 2, bits, signed),
+                 (flat(v) + 1, 2, bits, signed)]:
         with pytest.raises(ResidualError):
             R2.decode_residual(data, *args)
     with pytest.raises(ResidualError, match="flat"):
@@ -71,20 +60,20 @@ def test_refuses_what_it_was_not_coded_with():
 
 
 def test_corruption_is_an_error_never_a_silent_result():
-    v, bits, signed = _real("CT_small.dcm")
-    data = bytearray(R2.encode_residual(v, _flat(v), 0, bits, signed))
+    v, bits, signed = real_slice("CT_small.dcm")
+    data = bytearray(R2.encode_residual(v, flat(v), 0, bits, signed))
     rng = np.random.default_rng(7)
     for _ in range(20):
         bad = bytearray(data)
         pos = int(rng.integers(80, len(bad)))
         bad[pos] ^= 1 << int(rng.integers(0, 8))
         try:
-            out = R2.decode_residual(bytes(bad), _flat(v), 0, bits, signed)
+            out = R2.decode_residual(bytes(bad), flat(v), 0, bits, signed)
         except ResidualError:
             continue
         assert np.array_equal(out, v)  # a flip the coder absorbed must still give the exact values
     with pytest.raises(ResidualError):
-        R2.decode_residual(bytes(data[:60]), _flat(v), 0, bits, signed)
+        R2.decode_residual(bytes(data[:60]), flat(v), 0, bits, signed)
 
 
 def test_the_kept_version_2_stream_still_decodes():
@@ -98,8 +87,8 @@ def test_the_kept_version_2_stream_still_decodes():
 
 def test_a_parity_structured_slice_gets_one_weight_set_per_parity():
     """An upsampled slice (every other row repeated) is predicted per (row, column) parity."""
-    v, bits, signed = _real("CT_small.dcm")
+    v, bits, signed = real_slice("CT_small.dcm")
     up = np.repeat(v, 2, axis=0)
-    data = R2.encode_residual(up, _flat(up), 0, bits, signed)
-    assert R2.weight_sets(data) == 4 and R2.weight_sets(R2.encode_residual(v, _flat(v), 0, bits, signed)) == 1
-    assert np.array_equal(R2.decode_residual(data, _flat(up), 0, bits, signed), up)
+    data = R2.encode_residual(up, flat(up), 0, bits, signed)
+    assert R2.weight_sets(data) == 4 and R2.weight_sets(R2.encode_residual(v, flat(v), 0, bits, signed)) == 1
+    assert np.array_equal(R2.decode_residual(data, flat(up), 0, bits, signed), up)

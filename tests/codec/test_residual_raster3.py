@@ -5,33 +5,22 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 
 from codec import residual_raster as R
 from codec.errors import ResidualError
-from lab.realdata import find
+from tests.helpers.slices import flat, real_slice
 
 KEPT = Path(__file__).parents[1] / "data" / "payloads"
-
-
-def _real(name: str):
-    ds = pydicom.dcmread(find(name))
-    v = ds.pixel_array.reshape((-1, ds.Rows, ds.Columns))[0].astype(np.int64)
-    return v, int(ds.BitsStored), int(ds.PixelRepresentation) == 1
-
-
-def _flat(v):
-    return np.full(v.shape, int(v.min()), np.int64)
 
 
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "693_UNCR.dcm"])
 @pytest.mark.parametrize("k", [0, 1, 2, 5])
 def test_round_trip_on_real_slices_keeps_the_bound(name, k):
-    v, bits, signed = _real(name)
-    data = R.encode_residual(v, _flat(v), k, bits, signed)
+    v, bits, signed = real_slice(name)
+    data = R.encode_residual(v, flat(v), k, bits, signed)
     assert data[:4] == R.MAGIC3
-    err = np.abs(R.decode_residual(data, _flat(v), k, bits, signed) - v)
+    err = np.abs(R.decode_residual(data, flat(v), k, bits, signed) - v)
     assert err.max() <= k
     if k == 0:
         assert err.max() == 0
@@ -39,14 +28,14 @@ def test_round_trip_on_real_slices_keeps_the_bound(name, k):
 
 @pytest.mark.parametrize("k", [0, 2])
 def test_smaller_than_version_2_on_a_ct_and_both_decode_the_same(k):
-    v, bits, signed = _real("693_UNCR.dcm")
+    v, bits, signed = real_slice("693_UNCR.dcm")
     w = R.fit_weights(v, k)
-    v3 = R.encode_residual(v, _flat(v), k, bits, signed, w)
-    v2 = R.encode_residual(v, _flat(v), k, bits, signed, w, version=2)
+    v3 = R.encode_residual(v, flat(v), k, bits, signed, w)
+    v2 = R.encode_residual(v, flat(v), k, bits, signed, w, version=2)
     assert v2[:4] == R.MAGIC and R.is_raster_stream(v2) and R.is_raster_stream(v3)
     assert len(v3) < 0.97 * len(v2)
-    assert np.array_equal(R.decode_residual(v3, _flat(v), k, bits, signed),
-                          R.decode_residual(v2, _flat(v), k, bits, signed))
+    assert np.array_equal(R.decode_residual(v3, flat(v), k, bits, signed),
+                          R.decode_residual(v2, flat(v), k, bits, signed))
 
 
 def test_large_residuals_of_both_signs_and_full_range():
@@ -56,27 +45,27 @@ def test_large_residuals_of_both_signs_and_full_range():
     v[::3] = -(1 << 15)
     v[:, ::4] = (1 << 15) - 1
     for k in (0, 7):
-        decoded = R.decode_residual(R.encode_residual(v, _flat(v), k, 16, True), _flat(v), k, 16, True)
+        decoded = R.decode_residual(R.encode_residual(v, flat(v), k, 16, True), flat(v), k, 16, True)
         assert np.abs(decoded - v).max() <= k
 
 
 def test_corruption_is_an_error_never_a_silent_result():
-    v, bits, signed = _real("MR_small.dcm")
-    data = R.encode_residual(v, _flat(v), 2, bits, signed)
+    v, bits, signed = real_slice("MR_small.dcm")
+    data = R.encode_residual(v, flat(v), 2, bits, signed)
     rng = np.random.default_rng(11)
     for _ in range(20):
         bad = bytearray(data)
         pos = int(rng.integers(80, len(bad)))
         bad[pos] ^= 1 << int(rng.integers(0, 8))
         try:
-            out = R.decode_residual(bytes(bad), _flat(v), 2, bits, signed)
+            out = R.decode_residual(bytes(bad), flat(v), 2, bits, signed)
         except ResidualError:
             continue
         assert np.abs(out - v).max() <= 2
     with pytest.raises(ResidualError):
-        R.decode_residual(b"MZR4" + data[4:], _flat(v), 2, bits, signed)
+        R.decode_residual(b"MZR4" + data[4:], flat(v), 2, bits, signed)
     with pytest.raises(ResidualError):
-        R.encode_residual(v, _flat(v), 2, bits, signed, version=4)
+        R.encode_residual(v, flat(v), 2, bits, signed, version=4)
 
 
 def test_the_kept_version_3_stream_still_decodes():
@@ -99,14 +88,14 @@ def test_the_kept_version_3_stream_with_intensity_class_weights_still_decodes():
 
 
 def test_intensity_class_weights_only_in_version_3_and_their_thresholds_are_checked():
-    v, bits, signed = _real("693_UNCR.dcm")
+    v, bits, signed = real_slice("693_UNCR.dcm")
     crop = np.ascontiguousarray(v[192:320, 100:228])
     predictor = R.fit_predictor(crop, 0)
     assert len(predictor.weights) == 3
     with pytest.raises(ResidualError):
-        R.encode_residual(crop, _flat(crop), 0, bits, signed, predictor, version=2)
-    data = bytearray(R.encode_residual(crop, _flat(crop), 0, bits, signed, predictor))
+        R.encode_residual(crop, flat(crop), 0, bits, signed, predictor, version=2)
+    data = bytearray(R.encode_residual(crop, flat(crop), 0, bits, signed, predictor))
     at = R._HEAD.size + 3 * R._WEIGHTS.size  # the two thresholds: swap them
     data[at : at + 16] = data[at + 8 : at + 16] + data[at : at + 8]
     with pytest.raises(ResidualError, match="thresholds"):
-        R.decode_residual(bytes(data), _flat(crop), 0, bits, signed)
+        R.decode_residual(bytes(data), flat(crop), 0, bits, signed)

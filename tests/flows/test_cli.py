@@ -58,26 +58,32 @@ def _real_ct():
     return ds, ds.pixel_array.astype(np.int16)
 
 
-def test_info_json_describes_a_real_archive(tmp_path):
+def _one_frame_archive(target, mode: str, lossless_bytes: int = -1) -> tuple[np.ndarray, bytes]:
+    """An archive of CT_small coded in `mode`, with its measured quality row: (values, payload)."""
     ds, values = _real_ct()
     bits = int(ds.BitsStored)
-    payload = codec_api.encode(values, Mode.parse("lossless"), bits, True)
+    payload = codec_api.encode(values, Mode.parse(mode), bits, True)
     decoded = codec_api.decode(payload)
-    target = tmp_path / "study.h5"
-    with ArchiveWriter(target, study_uid=ds.StudyInstanceUID, codec="medzip", mode="lossless") as writer:
+    with ArchiveWriter(target, study_uid=ds.StudyInstanceUID, codec="medzip", mode=mode) as writer:
         series = writer.add_series(ds.SeriesInstanceUID, "CT")
         key = writer.add_instance(
             series, sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID, modality="CT",
             rows=values.shape[0], columns=values.shape[1], bits_allocated=16, bits_stored=bits, signed=True,
             number_of_frames=1, header=b"header", header_format="test")
-        frame = writer.add_frame(key, 0, payload, codec="medzip", mode="lossless",
-                                 values_sha256=values_sha256(values))
+        frame = writer.add_frame(key, 0, payload, codec="medzip", mode=mode, values_sha256=values_sha256(values))
         writer.set_quality([QualityRow(
             series=frame.series, instance=frame.instance, frame=0, sop_instance_uid=ds.SOPInstanceUID,
-            modality="CT", mode="lossless", codec="medzip", psnr=metrics.psnr(values, decoded, bits),
+            modality="CT", mode=mode, codec="medzip", psnr=metrics.psnr(values, decoded, bits),
             ssim=metrics.ssim(values, decoded), max_error=metrics.max_error(values, decoded),
             payload_bytes=len(payload), original_bytes=values.nbytes,
-            ratio=metrics.ratio(values.nbytes, len(payload)), gate_passed=True)])
+            ratio=metrics.ratio(values.nbytes, len(payload)), gate_passed=True, lossless_bytes=lossless_bytes)])
+    return values, payload
+
+
+def test_info_json_describes_a_real_archive(tmp_path):
+    ds, _ = _real_ct()
+    target = tmp_path / "study.h5"
+    values, payload = _one_frame_archive(target, "lossless")
     result = runner.invoke(app, ["info", str(target), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -92,25 +98,9 @@ def test_info_json_describes_a_real_archive(tmp_path):
 def test_info_reports_what_auto_saved_against_lossless(tmp_path):
     """A frame stored near-lossless with its lossless size measured: info gives the bytes saved."""
     ds, values = _real_ct()
-    bits = int(ds.BitsStored)
-    payload = codec_api.encode(values, Mode.parse("near-lossless:4"), bits, True)
-    lossless = len(codec_api.encode(values, Mode.parse("lossless"), bits, True))
-    decoded = codec_api.decode(payload)
+    lossless = len(codec_api.encode(values, Mode.parse("lossless"), int(ds.BitsStored), True))
     target = tmp_path / "study.h5"
-    with ArchiveWriter(target, study_uid=ds.StudyInstanceUID, codec="medzip", mode="auto") as writer:
-        series = writer.add_series(ds.SeriesInstanceUID, "CT")
-        key = writer.add_instance(
-            series, sop_instance_uid=ds.SOPInstanceUID, sop_class_uid=ds.SOPClassUID, modality="CT",
-            rows=values.shape[0], columns=values.shape[1], bits_allocated=16, bits_stored=bits, signed=True,
-            number_of_frames=1, header=b"header", header_format="test")
-        frame = writer.add_frame(key, 0, payload, codec="medzip", mode="near-lossless:4",
-                                 values_sha256=values_sha256(values))
-        writer.set_quality([QualityRow(
-            series=frame.series, instance=frame.instance, frame=0, sop_instance_uid=ds.SOPInstanceUID,
-            modality="CT", mode="near-lossless:4", codec="medzip", psnr=metrics.psnr(values, decoded, bits),
-            ssim=metrics.ssim(values, decoded), max_error=metrics.max_error(values, decoded),
-            payload_bytes=len(payload), original_bytes=values.nbytes,
-            ratio=metrics.ratio(values.nbytes, len(payload)), gate_passed=True, lossless_bytes=lossless)])
+    _, payload = _one_frame_archive(target, "near-lossless:4", lossless_bytes=lossless)
     doc = json.loads(runner.invoke(app, ["info", str(target), "--json"]).stdout)
     assert doc["lossless_bytes"] == lossless > len(payload)
     assert doc["saved_vs_lossless_bytes"] == lossless - len(payload)

@@ -115,37 +115,43 @@ class LossyCoder(Coder):
         return latent_recon(p, model, grid, vmin, vmax, exact=exact)
 
 
-_PROBE = 96  # side of the centre crop on which the two residual layers are compared (k > 0)
-# 96², not 128²: version 1 on the crop is most of a near-lossless encode's time (~52 ms at 128², 150 ms a slice in all);
-# on 31 bundled frames at k = 1/2/4/8/16 the 96² picks total 1.3 % more bytes than 128²'s (6.1 % vs 4.7 % above the
-# best of both), for 38 % less probe time.
-# lossless with a parity structure: a 64² probe costs half as much, and on the 7 such bundled frames it was right as
-# often (128² picked version 2 on all 7, missing 693_UNCI, where version 1 is 20 % smaller; 64² catches it and sends
+_PROBE_ROWS = 48  # k > 0: the two residual layers are compared on a centre band of this many rows across the width
+# A centre crop of a CT body favours version 1 (on 693 the 96² crop coded 0.27-0.75x the raster layer's bytes, the
+# whole slice 1.36-1.60x): the body is where version 1's interpolation does well, the air around it where the raster
+# layer's contexts cost next to nothing; a band across the width sees both (python -m lab.layer_probe).
+_V1_MARGIN = 0.97  # version 1 is tried whole only where it codes the probe in less than this share of the raster bytes
+# On 216 bundled frame x k rows: 1.0023x the bytes of the better whole layer (CT 1.0040), probe + version 1 trials
+# 34 s against the 96² crop's 84 s (1.0014x, CT 1.0192; most of its 70 whole trials lost); the raster layer whole: 41 s.
+# lossless with a parity structure: a 64² centre crop costs half as much, and on the 7 such bundled frames it was right
+# as often (128² picked version 2 on all 7, missing 693_UNCI, where version 1 is 20 % smaller; 64² catches it and sends
 # the two MR2 frames to a version 1 trial that loses by 2.5 % and is dropped by the min() below)
 _PROBE_LOSSLESS = 64
 
 
 def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
            predictor: residual_raster.Predictor):
-    """The residual layer that codes a centre crop of the slice in fewer bytes: the raster one (fast; with the whole
-    slice's `predictor`, as it would code the slice) wins on most CT and MR; version 1 (interleaved
-    levels) on very smooth slices at k > 0."""
+    """The residual layer worth coding whole: version 1 (interleaved levels) where it codes a centre band (k > 0; a
+    centre crop for lossless) in less than _V1_MARGIN of the raster layer's bytes (with the whole slice's
+    `predictor`, as it would code the slice), else the raster one (fast; better on most CT and MR)."""
     rows, cols = values.shape
-    side = _PROBE if k else _PROBE_LOSSLESS
-    r0, c0 = max(0, (rows - side) // 2) & ~1, max(0, (cols - side) // 2) & ~1  # even: the same pixel parities
-    crop = np.ascontiguousarray(values[r0 : r0 + side, c0 : c0 + side])
+    if k:
+        r0, c0, height, width = max(0, (rows - _PROBE_ROWS) // 2) & ~1, 0, _PROBE_ROWS, cols
+    else:  # even origins: the same pixel parities
+        side = _PROBE_LOSSLESS
+        r0, c0, height, width = max(0, (rows - side) // 2) & ~1, max(0, (cols - side) // 2) & ~1, side, side
+    crop = np.ascontiguousarray(values[r0 : r0 + height, c0 : c0 + width])
     base = recon[: crop.shape[0], : crop.shape[1]]
-    v2 = len(residual_raster.encode_residual(crop, base, k, bits, signed, predictor))
-    return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < v2 else residual_raster
+    raster = len(residual_raster.encode_residual(crop, base, k, bits, signed, predictor))
+    margin = _V1_MARGIN if k else 1.0
+    return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < margin * raster else residual_raster
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
     """The raster residual layer (stream version 3; version 2 streams still decode), or version 1 where it codes the
-    slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a centre probe (a few tens of ms)
-    favours it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
+    slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (a few tens of ms) favours
+    it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
-    a centre crop can misjudge the slice (at k = 30 on the CT 693 it picked version 1, 50 % larger). The raster
-    layer's predictor is fitted once, for probe and slice."""
+    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice."""
     predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
     res = residual_raster.encode_residual(values, recon, k, bits, signed, predictor)
     if (k > 0 or predictor.by_parity) and _probe(values, recon, k, bits, signed, predictor) is residual:

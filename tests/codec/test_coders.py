@@ -114,3 +114,27 @@ def test_residual_coder_never_keeps_a_layer_larger_than_the_raster_layer_whole()
                                              bool(ds.PixelRepresentation))
     assert residual_raster.is_raster_stream(residual) and len(residual) <= len(raster)
     assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 30
+
+
+def test_a_ct_body_in_the_centre_does_not_send_the_slice_to_a_whole_version_1_trial(monkeypatch):
+    """On the CT 693 at k = 8 a centre crop (all body) favoured version 1, whose whole stream is 46 % larger: the
+    probe's band across the width sees the air too, so version 1 is coded on the band only, never on the whole slice."""
+    import numpy as np
+
+    from codec import api, residual
+    from lab.realdata import find
+    import pydicom
+
+    ds = pydicom.dcmread(find("693_UNCR.dcm"))
+    frame = ds.pixel_array
+    shapes = []
+    real = residual.encode_residual
+
+    def counting(values, *args, **kwargs):
+        shapes.append(values.shape)
+        return real(values, *args, **kwargs)
+
+    monkeypatch.setattr(residual, "encode_residual", counting)
+    payload = api.encode(frame, "near-lossless:8", int(ds.BitsStored), bool(ds.PixelRepresentation))
+    assert shapes == [(48, 512)]  # the probe's band, and no whole-slice trial
+    assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 8

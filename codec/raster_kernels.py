@@ -279,14 +279,15 @@ def unquantise(tokens, raw, n, q):
 
 
 @nb.njit(cache=True)
-def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tokens):
+def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tokens, fine):
     """Both sides, after wavefront t is coded: decoded values, |q| for the next contexts, each sub-predictor's
-    error for the next mixes, token counts."""
+    error for the next mixes, token counts. Pixels marked in `fine` (stream version 4's exact blocks; all 0 before)
+    were quantised with step 1."""
     i0, i1 = bounds(t, rows, cols)
     for m in range(i1 - i0 + 1):
         i = i0 + m
         pi, pj = i + PAD, t - 2 * i + PAD
-        d = min(max(pred[m] + q[m] * step, lo), hi)
+        d = min(max(pred[m] + q[m] * (1 if fine[i, t - 2 * i] else step), lo), hi)
         P[pi, pj] = d
         E[pi, pj] = abs(q[m])
         for s in range(N_SUB):

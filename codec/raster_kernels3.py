@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from codec.raster_kernels import PRIOR_MASS, SCALE, _join, _split, bounds, quantised
+from codec.raster_kernels import PAD, PRIOR_MASS, SCALE, _join, _split, bounds, quantised
 
 N_STATE = 3
 PRIOR2 = 64
@@ -50,14 +50,15 @@ def sign_state(t, SQ, rows, cols, n, state, flip):
 
 
 @nb.njit(cache=True)
-def quantise(t, V, rows, cols, k, step, pred, flip, n, q, tokens, nraw, raw, neg):
+def quantise(t, V, rows, cols, k, step, pred, flip, fine, n, q, tokens, nraw, raw, neg):
     """Encoder: q of each pixel on wavefront t, |q| split into token and raw bits, the flipped sign in `neg`;
-    returns the largest raw bit count."""
+    returns the largest raw bit count. Pixels marked in `fine` (version 4's exact blocks) are quantised with step 1."""
     i0, _ = bounds(t, rows, cols)
     most = 0
     for m in range(n):
         i = i0 + m
-        qq = quantised(V[i, t - 2 * i] - pred[m], k, step)
+        r = V[i, t - 2 * i] - pred[m]
+        qq = r if fine[i, t - 2 * i] else quantised(r, k, step)
         q[m] = qq
         tk, nr, rw = _split(abs(qq))
         tokens[m], nraw[m], raw[m] = tk, nr, rw
@@ -207,3 +208,25 @@ def commit(t, SQ, rows, cols, q, ctx, state, tokens, counts, dirty, sctx, symbol
         dirty[c] = True
     for j in range(ns):
         scounts[sctx[j], symbols[j]] += 1
+
+
+@nb.njit(cache=True)
+def exact_prediction(t, P, fine, rows, cols, n, pred):
+    """Version 4: a pixel of an exact (constant) block is predicted by a decoded neighbour of an exact block (N, W, NW
+    or NE, the first there is), which holds the block's value, so only a constant region's first pixel costs more than
+    a zero token. P as raster_kernels (padded by PAD above and on both sides)."""
+    i0, _ = bounds(t, rows, cols)
+    for m in range(n):
+        i = i0 + m
+        j = t - 2 * i
+        if not fine[i, j]:
+            continue
+        pi, pj = i + PAD, j + PAD
+        if i > 0 and fine[i - 1, j]:
+            pred[m] = P[pi - 1, pj]
+        elif j > 0 and fine[i, j - 1]:
+            pred[m] = P[pi, pj - 1]
+        elif i > 0 and j > 0 and fine[i - 1, j - 1]:
+            pred[m] = P[pi - 1, pj - 1]
+        elif i > 0 and j + 1 < cols and fine[i - 1, j + 1]:
+            pred[m] = P[pi - 1, pj + 1]

@@ -285,6 +285,7 @@ def walk(v, k, lo, hi, weights, thresholds, A, bias_mode, bias_seq, bias_reset, 
     step = 2 * k + 1
     top = v[0, 0]
     P = np.full((rows + PAD, cols + 2 * PAD), top, np.int64)
+    no_exact = np.zeros((rows, cols), np.uint8)  # stream version 4's exact blocks: none here
     E = np.zeros_like(P)
     QS = np.zeros_like(P)
     ES = np.zeros((rows + PAD, cols + 2 * PAD, N_SUB), np.int64)
@@ -432,7 +433,7 @@ def walk(v, k, lo, hi, weights, thresholds, A, bias_mode, bias_seq, bias_reset, 
                 res[4] += r_
             if not cm_seq:
                 cm_flush(log, xs, nlog, cp, cn, w, apm, climit, lr)
-        K.commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tok)
+        K.commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tok, no_exact)
         K3.commit(t, SQ, rows, cols, q, ctx, state, tok, counts3, dirty3, sctx, symbols, ns, scounts)
         for m in range(n):
             i = i0 + m

@@ -1,4 +1,4 @@
-"""codec.residual_raster stream version 3 (MZR3, what new streams are): exact, bounded, smaller than version 2 on
+"""codec.residual_raster stream version 3 (MZR3, what new streams are where no block is exact: version 4 adds those): exact, bounded, smaller than version 2 on
 CT, refusing corruption, kept decodable; version 2 streams keep decoding alongside."""
 import hashlib
 import json
@@ -18,7 +18,7 @@ KEPT = Path(__file__).parents[1] / "data" / "payloads"
 @pytest.mark.parametrize("k", [0, 1, 2, 5])
 def test_round_trip_on_real_slices_keeps_the_bound(name, k):
     v, bits, signed = real_slice(name)
-    data = R.encode_residual(v, flat(v), k, bits, signed)
+    data = R.encode_residual(v, flat(v), k, bits, signed, version=3)
     assert data[:4] == R.MAGIC3
     err = np.abs(R.decode_residual(data, flat(v), k, bits, signed) - v)
     assert err.max() <= k
@@ -30,7 +30,7 @@ def test_round_trip_on_real_slices_keeps_the_bound(name, k):
 def test_smaller_than_version_2_on_a_ct_and_both_decode_the_same(k):
     v, bits, signed = real_slice("693_UNCR.dcm")
     w = R.fit_weights(v, k)
-    v3 = R.encode_residual(v, flat(v), k, bits, signed, w)
+    v3 = R.encode_residual(v, flat(v), k, bits, signed, w, version=3)
     v2 = R.encode_residual(v, flat(v), k, bits, signed, w, version=2)
     assert v2[:4] == R.MAGIC and R.is_raster_stream(v2) and R.is_raster_stream(v3)
     assert len(v3) < 0.97 * len(v2)
@@ -63,9 +63,9 @@ def test_corruption_is_an_error_never_a_silent_result():
             continue
         assert np.abs(out - v).max() <= 2
     with pytest.raises(ResidualError):
-        R.decode_residual(b"MZR4" + data[4:], flat(v), 2, bits, signed)
+        R.decode_residual(b"MZR5" + data[4:], flat(v), 2, bits, signed)
     with pytest.raises(ResidualError):
-        R.encode_residual(v, flat(v), 2, bits, signed, version=4)
+        R.encode_residual(v, flat(v), 2, bits, signed, version=5)
 
 
 def test_the_kept_version_3_stream_still_decodes():

@@ -23,8 +23,8 @@ The rate search bisects D (log scale) for the smallest payload whose real decode
 lab.gate_bytes.classical and medzip auto lab.gate_bytes.ours. BD-rate: 6 steps of D (no guard) against JPEG 2000 at
 the OpenJPEG targets landing on the same PSNRs, lab.bench_bd.bd_rate over the PSNR range both cover.
 
-    cd /work/wt-wav && PYTHONPATH=. NUMBA_CACHE_DIR=/tmp/numba-wav /work/main/.venv/bin/python -m lab.wavelet_proto \\
-        --cache /tmp/wav_classical.json --json /tmp/wav_rows.json          (about 20 minutes on 2 shared cores)
+    .venv/bin/python -m lab.wavelet_proto --cache /tmp/wav_classical.json --json /tmp/wav_rows.json
+                                                                        (about 20 minutes on 2 shared cores)
 
 Bytes at the default gates (CT 50 dB/0.99/30, MR 48/0.98/20, CR 48/0.98/40), first frame:
   file                 wavelet (guard)    JPEG2000   JPEG-XL   JPEG-LS     medzip  wav/j2k best-of/best cl.  BD vs j2k

@@ -149,7 +149,7 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
     """The raster residual layer (stream version 4 where the slice has constant blocks and k > 0, else 3; versions 2
     and 3 streams still decode), or version 1 where it codes the
-    slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (a few tens of ms) favours
+    slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
     it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
     a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice."""

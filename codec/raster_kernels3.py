@@ -212,9 +212,10 @@ def commit(t, SQ, rows, cols, q, ctx, state, tokens, counts, dirty, sctx, symbol
 
 @nb.njit(cache=True)
 def exact_prediction(t, P, fine, rows, cols, n, pred):
-    """Version 4: a pixel of an exact (constant) block is predicted by a decoded neighbour of an exact block (N, W, NW
-    or NE, the first there is), which holds the block's value, so only a constant region's first pixel costs more than
-    a zero token. P as raster_kernels (padded by PAD above and on both sides)."""
+    """Version 4: a pixel of an exact (constant) block is predicted by a decoded neighbour of an exact block (N, W or
+    NW, the first there is), which holds the block's value, so only a constant region's first pixel costs more than
+    a zero token. (NE adds nothing on aligned blocks: where it is exact and N is not, W is in the pixel's own block.)
+    P as raster_kernels (padded by PAD above and on both sides)."""
     i0, _ = bounds(t, rows, cols)
     for m in range(n):
         i = i0 + m
@@ -228,5 +229,3 @@ def exact_prediction(t, P, fine, rows, cols, n, pred):
             pred[m] = P[pi, pj - 1]
         elif i > 0 and j > 0 and fine[i - 1, j - 1]:
             pred[m] = P[pi - 1, pj - 1]
-        elif i > 0 and j + 1 < cols and fine[i - 1, j + 1]:
-            pred[m] = P[pi - 1, pj + 1]

@@ -1,4 +1,4 @@
-"""Residual layer, stream versions 2 and 3: raster order with per-image and self-correcting prediction, by wavefronts.
+"""Residual layer, stream versions 2, 3 and 4: raster order with per-image and self-correcting prediction, by wavefronts.
 
 A pixel's prediction mixes an integer combination of 12 causal decoded neighbours (weights summing to exactly
 2**SHIFT, fitted by the encoder with L1 reweighted least squares on a sample and sent in the stream, so flat regions
@@ -8,13 +8,16 @@ are predicted exactly; codec/raster_fit.py) with five fixed predictors, each wei
 per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 3
 (what new streams are) codes the same walk with richer contexts: the neighbours' residual signs split the activity
 contexts (with a back-off prior) and flip q, and the sign is a symbol of its own (codec/raster_kernels3.py); its
-predictor may also have one weight set per intensity class.
+predictor may also have one weight set per intensity class. Version 4 (what new near-lossless streams are where the
+slice is constant on some 8×8 blocks) is version 3 plus those blocks coded with step 1, each pixel predicted from
+a decoded neighbour in an exact block, so they decode exactly at any k (constant_blocks says why).
 Version 1 streams (codec/residual.py) keep decoding.
 
-Stream: header (magic MZR2 or MZR3, k, bits, signed, rows, cols, base, the value above the first row (the first
+Stream: header (magic MZR2, MZR3 or MZR4, k, bits, signed, rows, cols, base, the value above the first row (the first
 pixel's), CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or
 one per pixel parity class for interleaved or upsampled images, or (version 3 only) three intensity class sets
-followed by their two thresholds), then the range coder's words. The reconstruction
+followed by their two thresholds), (version 4) the byte length and zlib data of the exact block map (np.packbits,
+row-major), then the range coder's words. The reconstruction
 under it is flat (every pixel the base value), which is what payloads without latents carry.
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ MAGIC4 = b"MZR4"
 _MAGICS = {MAGIC: 2, MAGIC3: 3, MAGIC4: 4}
 _HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
 _WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow
-_THRESHOLDS = struct.Struct(f"<{INTENSITY_CLASSES - 1}q")  # after the weights of intensity class sets (version 3)
+_THRESHOLDS = struct.Struct(f"<{INTENSITY_CLASSES - 1}q")  # after the weights of intensity class sets (version 3, 4)
 _SETS = {2: (1, 4), 3: (1, 4, INTENSITY_CLASSES), 4: (1, 4, INTENSITY_CLASSES)}  # weight set counts per version
 EXACT_BLOCK = 8  # version 4: the side of the blocks that are coded exactly where the slice is constant on them
 _MAP_LEN = struct.Struct("<I")
@@ -52,7 +55,7 @@ def _crc(a: np.ndarray) -> int:
 
 
 def weight_sets(data: bytes) -> int:
-    """How many weight sets a version 2 or 3 stream carries: 4 says the slice has a pixel-parity structure."""
+    """How many weight sets a version 2, 3 or 4 stream carries: 4 says the slice has a pixel-parity structure."""
     return _HEAD.unpack_from(bytes(data))[-1]
 
 
@@ -289,7 +292,7 @@ def _read_exact(body: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, bytes]
         packed = inflater.decompress(body[_MAP_LEN.size : end], want + 1)
     except zlib.error as exc:
         raise ResidualError(f"residual stream corrupted (exact block map: {exc})") from None
-    if len(body) < end or len(packed) != want or not inflater.eof:
+    if len(body) < end or len(packed) != want or not inflater.eof or inflater.unused_data:
         raise ResidualError("residual stream corrupted (exact block map of the wrong size)")
     exact = np.unpackbits(np.frombuffer(packed, np.uint8), count=r * c).reshape(r, c)
     return exact, body[end:]

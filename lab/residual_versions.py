@@ -21,7 +21,7 @@ def sizes(values: np.ndarray, k: int, bits: int, signed: bool) -> tuple[int, int
     v = np.ascontiguousarray(values, dtype=np.int64)
     flat = np.full(v.shape, int(v.min()), np.int64)
     v2 = residual_raster.encode_residual(v, flat, k, bits, signed, raster_fit.fit_weights(v, k), version=2)
-    return len(v2), len(residual_raster.encode_residual(v, flat, k, bits, signed))
+    return len(v2), len(residual_raster.encode_residual(v, flat, k, bits, signed, version=3))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,23 +96,29 @@ def test_residual_coder_keeps_the_layer_that_codes_the_probe_smaller():
         assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 8
 
 
-def test_residual_coder_never_keeps_a_layer_larger_than_the_raster_layer_whole():
-    """The centre probe favours version 1 on the CT 693 at k = 30 (the body fills the crop), where version 1 codes
-    the whole slice 50 % larger than the raster layer: the coder keeps the smaller of the two whole streams."""
+def test_residual_coder_never_keeps_a_layer_larger_than_the_raster_layer_whole(monkeypatch):
+    """A probe that favours version 1 where it codes the whole slice larger (a centre crop of the CT 693 at k = 30:
+    50 % larger): the coder keeps the smaller of the two whole streams."""
     import numpy as np
 
-    from codec import api, residual_raster
+    from codec import api, coders, residual, residual_raster
     from lab.realdata import find
     import pydicom
 
+    interleaved = residual
+    tried = []
+    real = interleaved.encode_residual
+    monkeypatch.setattr(coders, "_probe", lambda *args: interleaved)
+    monkeypatch.setattr(interleaved, "encode_residual", lambda values, *a: tried.append(values.shape) or real(values, *a))
     ds = pydicom.dcmread(find("693_UNCR.dcm"))
     frame = ds.pixel_array
     payload = api.encode(frame, "near-lossless:30", int(ds.BitsStored), bool(ds.PixelRepresentation))
-    residual = api.sections(payload).residual
+    kept = api.sections(payload).residual
     flat = np.full(frame.shape, int(frame.flat[0]), np.int64)
     raster = residual_raster.encode_residual(frame.astype(np.int64), flat, 30, int(ds.BitsStored),
                                              bool(ds.PixelRepresentation))
-    assert residual_raster.is_raster_stream(residual) and len(residual) <= len(raster)
+    assert tried == [frame.shape]  # version 1 was coded whole ...
+    assert residual_raster.is_raster_stream(kept) and len(kept) <= len(raster)  # ... and dropped
     assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 30
 
 

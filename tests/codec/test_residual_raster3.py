@@ -1,4 +1,4 @@
-"""codec.residual_raster stream version 3 (MZR3, what new streams are where no block is exact: version 4 adds those): exact, bounded, smaller than version 2 on
+"""codec.residual_raster stream version 3 (MZR3; new near-lossless streams with constant blocks are version 4): exact, bounded, smaller than version 2 on
 CT, refusing corruption, kept decodable; version 2 streams keep decoding alongside."""
 import hashlib
 import json

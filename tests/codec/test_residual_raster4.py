@@ -51,7 +51,7 @@ def test_version_3_drifts_in_a_ct_padding_where_version_4_is_exact_at_about_the_
     assert np.count_nonzero(out3[mask] != v[mask]) > 1000  # the drift version 4 removes
     assert np.array_equal(out4[mask], v[mask])
     assert np.sum((out4 - v) ** 2) < np.sum((out3 - v) ** 2)
-    assert len(v4) < 1.03 * len(v3)
+    assert len(v4) < 1.015 * len(v3)  # predicted from exact neighbours, a constant region costs one entry token
 
 
 def test_version_3_where_no_block_is_constant_or_the_slice_is_lossless():
@@ -70,9 +70,9 @@ def test_a_broken_block_map_is_an_error():
         at += R._THRESHOLDS.size
     size = int.from_bytes(data[at : at + 4], "little")
     for bad in (data[: at + 2],  # truncated length
-                data[:at] + (size + 9).to_bytes(4, "little") + data[at + 4 :],  # length past the map
+                data[:at] + (size + 8).to_bytes(4, "little") + data[at + 4 :],  # trailing bytes inside the map
                 data[: at + 4] + bytes([data[at + 4] ^ 0xFF]) + data[at + 5 :]):  # corrupted deflate data
-        with pytest.raises(ResidualError):
+        with pytest.raises(ResidualError, match="exact block map"):
             R.decode_residual(bad, flat(v), 5, 12, False)
 
 

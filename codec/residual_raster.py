@@ -38,6 +38,7 @@ MAGIC = b"MZR2"
 MAGIC3 = b"MZR3"
 MAGIC4 = b"MZR4"
 _MAGICS = {MAGIC: 2, MAGIC3: 3, MAGIC4: 4}
+_MAGIC_OF = {version: magic for magic, version in _MAGICS.items()}
 _HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
 _WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow
 _THRESHOLDS = struct.Struct(f"<{INTENSITY_CLASSES - 1}q")  # after the weights of intensity class sets (version 3, 4)
@@ -176,9 +177,9 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
         raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
-    exact = constant_blocks(v) if version in (None, 4) else None
+    exact = constant_blocks(v) if version == 4 or (version is None and k > 0) else None
     if version is None:
-        version = 4 if k > 0 and exact.any() else 3
+        version = 4 if exact is not None and exact.any() else 3
     if predictor is None:
         predictor = fit_predictor(v, k, intensity=version >= 3)
     elif not isinstance(predictor, Predictor):
@@ -202,8 +203,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
-    magic = {2: MAGIC, 3: MAGIC3, 4: MAGIC4}[version]
-    head = _HEAD.pack(magic, k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded),
+    head = _HEAD.pack(_MAGIC_OF[version], k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded),
                       len(weights))
     sets = b"".join(_WEIGHTS.pack(*w.tolist()) for w in weights)
     if predictor.thresholds.size:

@@ -38,24 +38,29 @@ class Predictor:
         return len(self.weights) == 4 and not self.thresholds.size
 
 
-def _near(padded: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
+def neighbours(padded: np.ndarray, ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
     """The causal neighbours of pixels (ii, jj), by flat index (twice as fast as a 2-D fancy index)."""
     width = padded.shape[1]
     at = (ii + K.PAD) * width + (jj + K.PAD)
     return padded.ravel()[at[:, None] + (K.OFFSETS[:, 0] * width + K.OFFSETS[:, 1])].astype(np.float64)
 
 
+def positions(shape: tuple[int, int], parity: tuple[int, int] | None, rng, n: int = _SAMPLE
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """n random pixel positions (rows, columns) of one (row, column) parity class, or of all pixels."""
+    rows, cols = shape
+    if parity is None:
+        return rng.integers(0, rows, n), rng.integers(0, cols, n)
+    return (parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, n),
+            parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, n))
+
+
 def _samples(values: np.ndarray, padded: np.ndarray, k: int, parity: tuple[int, int] | None, rng, n: int = _SAMPLE
              ) -> tuple[np.ndarray, np.ndarray]:
     """Neighbours (with the decoder's error for k > 0) and targets at n pixels, of one parity class or all.
     `padded` is `values` edge-padded by K.PAD above and on both sides."""
-    rows, cols = values.shape
-    if parity is None:
-        ii, jj = rng.integers(0, rows, n), rng.integers(0, cols, n)
-    else:
-        ii = parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, n)
-        jj = parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, n)
-    near = _near(padded, ii, jj)
+    ii, jj = positions(values.shape, parity, rng, n)
+    near = neighbours(padded, ii, jj)
     if k:  # for k > 0 the neighbours carry the decoder's error, so the fit does not lean on what it blurs
         near += rng.integers(-k, k, near.shape, endpoint=True)
     return near, values[ii, jj].astype(np.float64)

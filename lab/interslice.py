@@ -40,7 +40,7 @@ import pydicom
 
 from codec import raster_kernels as K
 from codec.raster_kernels import DIRECT, ERR_CAP, LS_BONUS, N_CTX, PAD, SHIFT, _ilog2, _INV_SQ, bounds
-from codec.raster_fit import _PARITY_GAIN, _SAMPLE, _WEIGHT_BITS, _cost, _fit
+from codec.raster_fit import _PARITY_GAIN, _SAMPLE, _WEIGHT_BITS, _cost, _fit, neighbours, positions
 from codec.residual_raster import encode_residual
 from codec.robust_fit import l1_fit
 from codec.values import value_range
@@ -147,13 +147,8 @@ def commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, n_sub, ctx, coun
 
 # ----------------------------------------------------------------------------------------------- fit
 def _samples(values, padded, qpad, poff, k, parity, rng, q2pad=None, poff2=PREV_NONE):
-    rows, cols = values.shape
-    if parity is None:
-        ii, jj = rng.integers(0, rows, _SAMPLE), rng.integers(0, cols, _SAMPLE)
-    else:
-        ii = parity[0] + 2 * rng.integers(0, (rows - parity[0] + 1) // 2, _SAMPLE)
-        jj = parity[1] + 2 * rng.integers(0, (cols - parity[1] + 1) // 2, _SAMPLE)
-    near = padded[(ii + PAD)[:, None] + K.OFFSETS[:, 0], (jj + PAD)[:, None] + K.OFFSETS[:, 1]].astype(np.float64)
+    ii, jj = positions(values.shape, parity, rng)  # the product fit's sample, plus the previous slices' columns
+    near = neighbours(padded, ii, jj)
     if k:
         near += rng.integers(-k, k, near.shape, endpoint=True)
     if len(poff):  # the previous slice's decoded values are known exactly to the encoder
@@ -302,7 +297,7 @@ def measure(run: dict, ks, designs, max_slices: int, check: bool) -> dict:
         for idx, v in enumerate(slices):
             base, dec, err, t_base = intra[idx]
             if check and idx < 2:
-                real = len(encode_residual(v, np.zeros_like(v), k, run["bits"], run["signed"]))
+                real = len(encode_residual(v, np.zeros_like(v), k, run["bits"], run["signed"], version=2))
                 assert real == base, (real, base)
             if idx == 0:
                 tot["first"] += base

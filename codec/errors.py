@@ -25,3 +25,7 @@ class ResidualError(CodecError):
 
 class ModelError(CodecError, RuntimeError):
     """Codec weights that are missing or cannot be loaded."""
+
+
+class WaveletError(CodecError):
+    """Bad input to the wavelet codec or a wavelet stream that cannot be decoded faithfully."""

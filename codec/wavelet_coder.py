@@ -11,6 +11,7 @@ import constriction
 import numpy as np
 
 from codec import raster_kernels as RK
+from codec import wavelet_bits as B
 from codec import wavelet_kernels as K
 
 
@@ -105,9 +106,9 @@ def decode_bands(words: np.ndarray, raw: bytes, shape: tuple[int, int], maxbits:
 def encode_guard(err: np.ndarray, bound: int) -> bytes:
     """Corrections that bring every |err| (value - reconstruction) to <= bound."""
     flat = np.ascontiguousarray(err, np.int64).ravel()
-    buf = np.zeros((K.guard_size(flat, bound) + 7) // 8, np.uint8)
+    buf = np.zeros((B.guard_size(flat, bound) + 7) // 8, np.uint8)
     st = np.zeros(2, np.int64)
-    K.put_guard(flat, bound, buf, st)
+    B.put_guard(flat, bound, buf, st)
     return buf.tobytes()
 
 
@@ -118,5 +119,5 @@ GUARD_FAULTS = {1: "ends early", 2: "corrects a pixel past the image", 3: "corre
 def decode_guard(data: bytes, shape: tuple[int, int], bound: int, span: int) -> np.ndarray | str:
     """The corrections (int64, shape), or what is wrong with them; span = hi - lo bounds a correction."""
     corr = np.zeros(shape[0] * shape[1], np.int64)
-    fault = K.get_guard(np.frombuffer(data, np.uint8), bound, span // (2 * bound + 1) + 1, corr)
+    fault = B.get_guard(np.frombuffer(data, np.uint8), bound, span // (2 * bound + 1) + 1, corr)
     return GUARD_FAULTS[fault] if fault else corr.reshape(shape)

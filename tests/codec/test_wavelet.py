@@ -221,3 +221,22 @@ def test_the_kept_stream_still_decodes():
     crop = v[32:96, 32:96]
     assert sha(crop) == meta["values_sha256"]
     assert np.abs(values - crop).max() <= meta["bound"]
+
+
+@pytest.mark.parametrize("bound", [None, 20])
+def test_random_byte_flips_are_refused_or_decode_to_the_same_values(mr, bound):
+    """Numba has no bounds checks: every corruption must end in WaveletError (or, in a field the decoder does not
+    use, such as q, in the same values), never in a crash."""
+    lo, hi = int(mr.min()), int(mr.max())
+    s = W.encode_wavelet(mr, 120, bound, lo, hi)
+    good = W.decode_wavelet(s, lo, hi)
+    rng = rng_of(9)
+    refused = 0
+    for _ in range(150):
+        b = bytearray(s)
+        b[int(rng.integers(len(b)))] ^= int(rng.integers(1, 256))
+        try:
+            assert np.array_equal(W.decode_wavelet(bytes(b), lo, hi), good)
+        except WaveletError:
+            refused += 1
+    assert refused > 140

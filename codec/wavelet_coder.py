@@ -22,6 +22,7 @@ class BandCoder:
         A = RK.n_tokens(maxbits)
         self.counts, self.totals = np.zeros((K.NCTX, A), np.int64), np.zeros(K.NCTX, np.int64)
         self.pooled, self.ptot = np.ones((K.NB, A), np.int64), np.full(K.NB, A, np.int64)
+        self.prior, self.valid = np.zeros((K.NB, A), np.int64), np.zeros(K.NB, np.bool_)
         self.scounts = np.ones((K.N_SIGN_CTX, 2), np.int64)
         self.stotals = np.full(K.N_SIGN_CTX, 2, np.int64)
         n = max(min(r1 - r0, (c1 - c0 + 1) // 2) for r0, r1, c0, c1, _, _ in K.bands(shape)) + 1
@@ -36,27 +37,29 @@ class BandCoder:
         has_p = PM is not None
         PM = PM if has_p else np.zeros((1, 1), np.int64)
         for t in range(RK.n_wavefronts(h, w)):
-            n, ns = K.encode_rows(t, S, M, PM, has_p, cls, self.counts, self.pooled, self.ptot, self.scounts,
-                                  self.ctx, self.rows, self.tok, self.raw, self.rst, self.sctx, self.srows, self.ssym)
+            n, ns = K.encode_rows(t, S, M, PM, has_p, cls, self.counts, self.pooled, self.ptot, self.prior,
+                                  self.valid, self.scounts, self.ctx, self.rows, self.tok, self.raw, self.rst, self.sctx,
+                                  self.srows, self.ssym)
             enc.encode(self.tok[:n], self.cat, self.rows[:n])
             if ns:
                 enc.encode(self.ssym[:ns], self.cat, self.srows[:ns])
             K.commit(t, S, M, self.ssym, False, self.ctx, self.tok, n, self.sctx, ns, self.counts, self.totals,
-                     self.pooled, self.ptot, self.scounts, self.stotals)
+                     self.pooled, self.ptot, self.valid, self.scounts, self.stotals)
 
     def decode_band(self, S: np.ndarray, M: np.ndarray, PM: np.ndarray | None, cls: int, dec) -> None:
         h, w = M.shape
         has_p = PM is not None
         PM = PM if has_p else np.zeros((1, 1), np.int64)
         for t in range(RK.n_wavefronts(h, w)):
-            n = K.decode_rows(t, M, PM, has_p, cls, self.counts, self.pooled, self.ptot, self.ctx, self.rows)
+            n = K.decode_rows(t, M, PM, has_p, cls, self.counts, self.pooled, self.ptot, self.prior, self.valid,
+                              self.ctx, self.rows)
             self.tok[:n] = dec.decode(self.cat, self.rows[:n])
             ns = K.decode_magnitudes(t, S, M, cls, self.tok, n, self.raw, self.rst, self.scounts, self.sctx,
                                      self.srows, self.ssym)
             if ns:
                 self.ssym[:ns] = dec.decode(self.cat, self.srows[:ns])
             K.commit(t, S, M, self.ssym, True, self.ctx, self.tok, n, self.sctx, ns, self.counts, self.totals,
-                     self.pooled, self.ptot, self.scounts, self.stotals)
+                     self.pooled, self.ptot, self.valid, self.scounts, self.stotals)
 
 
 def encode_bands(qs: list[np.ndarray], shape: tuple[int, int], maxbits: int) -> tuple[np.ndarray, bytes]:

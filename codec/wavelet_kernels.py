@@ -154,9 +154,10 @@ def _bucket(v):
 
 
 @nb.njit(cache=True)
-def _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, ctx, rows):
+def _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, prior, valid, ctx, rows):
     """Context of every coefficient on wavefront t (class x activity of W, N, NW, NE x parent class) and its coding
-    distribution: the context's counts plus its activity bucket's pooled counts as a prior worth PRIOR tokens."""
+    distribution: the context's counts plus its activity bucket's pooled counts as a prior worth PRIOR tokens (kept in
+`prior` while `valid`: a bucket's pooled counts change only in commit)."""
     h, w = M.shape
     i0, i1 = bounds(t, h, w)
     n = 0
@@ -175,8 +176,12 @@ def _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, ctx, rows):
         b = _bucket(a)
         c = (cls * NB + b) * NP + p
         ctx[n] = c
+        if not valid[b]:
+            for x in range(counts.shape[1]):
+                prior[b, x] = pooled[b, x] * (PRIOR * INC) // ptot[b] + 1
+            valid[b] = True
         for x in range(counts.shape[1]):
-            rows[n, x] = counts[c, x] + pooled[b, x] * (PRIOR * INC) // ptot[b] + 1
+            rows[n, x] = counts[c, x] + prior[b, x]
         n += 1
     return n
 
@@ -207,12 +212,12 @@ def _sign_rows(t, S, M, cls, scounts, sctx, srows, ssym, decoding):
 
 
 @nb.njit(cache=True)
-def encode_rows(t, S, M, PM, has_parent, cls, counts, pooled, ptot, scounts, ctx, rows, tok, rbuf, rst,
-                sctx, srows, ssym):
+def encode_rows(t, S, M, PM, has_parent, cls, counts, pooled, ptot, prior, valid, scounts, ctx, rows, tok, rbuf,
+                rst, sctx, srows, ssym):
     """Encoder, wavefront t: token distributions and tokens (their raw bits appended to rbuf), then the signs'
     distributions and symbols; returns (tokens, signs)."""
     h, w = M.shape
-    n = _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, ctx, rows)
+    n = _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, prior, valid, ctx, rows)
     i0, _ = bounds(t, h, w)
     for m in range(n):
         i = i0 + m
@@ -223,9 +228,9 @@ def encode_rows(t, S, M, PM, has_parent, cls, counts, pooled, ptot, scounts, ctx
 
 
 @nb.njit(cache=True)
-def decode_rows(t, M, PM, has_parent, cls, counts, pooled, ptot, ctx, rows):
+def decode_rows(t, M, PM, has_parent, cls, counts, pooled, ptot, prior, valid, ctx, rows):
     """Decoder, wavefront t: the token distributions; returns how many."""
-    return _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, ctx, rows)
+    return _rows(t, M, PM, has_parent, cls, counts, pooled, ptot, prior, valid, ctx, rows)
 
 
 @nb.njit(cache=True)
@@ -252,7 +257,7 @@ def _commit(counts, totals, c, sym):
 
 
 @nb.njit(cache=True)
-def commit(t, S, M, ssym, decoding, ctx, tok, n, sctx, ns, counts, totals, pooled, ptot, scounts, stotals):
+def commit(t, S, M, ssym, decoding, ctx, tok, n, sctx, ns, counts, totals, pooled, ptot, valid, scounts, stotals):
     """Both sides, after wavefront t: (decoder) the signed values into S; every count update."""
     if decoding:
         h, w = M.shape
@@ -268,6 +273,7 @@ def commit(t, S, M, ssym, decoding, ctx, tok, n, sctx, ns, counts, totals, poole
     for m in range(n):
         _commit(counts, totals, ctx[m], tok[m])
         _commit(pooled, ptot, (ctx[m] // NP) % NB, tok[m])
+        valid[(ctx[m] // NP) % NB] = False
     for m in range(ns):
         _commit(scounts, stotals, sctx[m], ssym[m])
 

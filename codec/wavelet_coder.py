@@ -38,8 +38,8 @@ class BandCoder:
         PM = PM if has_p else np.zeros((1, 1), np.int64)
         for t in range(RK.n_wavefronts(h, w)):
             n, ns = K.encode_rows(t, S, M, PM, has_p, cls, self.counts, self.pooled, self.ptot, self.prior,
-                                  self.valid, self.scounts, self.ctx, self.rows, self.tok, self.raw, self.rst, self.sctx,
-                                  self.srows, self.ssym)
+                                  self.valid, self.scounts, self.ctx, self.rows, self.tok, self.raw, self.rst,
+                                  self.sctx, self.srows, self.ssym)
             enc.encode(self.tok[:n], self.cat, self.rows[:n])
             if ns:
                 enc.encode(self.ssym[:ns], self.cat, self.srows[:ns])

@@ -7,6 +7,7 @@ Modes (codec/modes.py), each coded by the coder registered for its kind (codec/c
   lossy:q          learned hyperprior codec at rate point q (0 = smallest, Q-1 = best quality)
   near-lossless:k  the residual layer over a flat image (codec/residual_raster.py), |e| <= k
   lossless         the same with k = 0, bit-exact, verified against the checksum of the original values
+  wavelet:q/e      the integer 9/7 wavelet coder (codec/wavelet.py) at rate point q, |e| <= e by its guard
 Stream format: codec/bitstream.py. Decoding never depends on floating point: see codec/learned.py and codec/fixed.py.
 """
 from __future__ import annotations
@@ -115,11 +116,13 @@ def _model_for(head: bitstream.Header) -> learned.LearnedModel:
 
 def payload_info(payload: bytes) -> dict:
     """What a payload's header says (codec, format version, model hash, mode, rate point, shape, dtype, bit depth,
-    normalisation, truncated sha256 of the original values) and its size; reads the header only, needs no model."""
+    normalisation, truncated sha256 of the original values) and its size; reads the header (and a wavelet stream's
+    own header, for its guard bound), needs no model."""
     h = _header(payload)
-    mode = coders.coder_for(h.mode_kind).mode_text(h)
+    mode = coders.coder_for(h.mode_kind).mode_text(h, payload)
     return {
-        "codec": "medzip-learned", "format_version": h.version, "model_hash": h.model_hash.hex(), "mode": mode,
+        "codec": "medzip-wavelet" if h.mode_kind == "wavelet" else "medzip-learned", "format_version": h.version,
+        "model_hash": h.model_hash.hex(), "mode": mode,
         "rate_point": None if h.rate_point == NO_LATENTS else h.rate_point, "latents": h.rate_point != NO_LATENTS,
         "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,
         "signed": h.signed, "tile": h.tile, "lo": h.lo, "hi": h.hi, "sha256_128": h.values_sha.hex(),

@@ -3,15 +3,17 @@
     offset  field
     0       magic b"MZC1"
     4       u8  format version (FORMAT_VERSION)
-    5       u8  mode kind (0 lossy, 1 near-lossless, 2 lossless), u8 level (q or k), u8 rate point of the latents
-            (255: near-lossless/lossless payload without latents, the residual layer codes against a flat image)
+    5       u8  mode kind (0 lossy, 1 near-lossless, 2 lossless, 3 wavelet), u8 level (q or k), u8 rate point of the
+            latents (255: a payload without latents: the residual layer codes against a flat image, or a wavelet
+            stream codes the slice)
     8       8 bytes  model hash (first 8 bytes of the weights file's sha256)
     16      3 bytes  numpy dtype string of the values (e.g. b"<u2"), u8 bits stored, u8 signed
     21      u32 rows, u32 columns, u16 tile size (pixels)
     31      i64 lo, i64 hi (normalisation: x = (v - lo) / (hi - lo))
     47      16 bytes  sha256 of the original stored values (as little-endian int64), truncated to 128 bits
     63      8 bytes   sha256 of the lossy reconstruction (near-lossless/lossless; zeros for lossy)
-    71      varint per tile: chunk length; then the chunks; then varint residual length + residual bytes
+    71      varint per tile: chunk length; then the chunks; then varint residual length + residual bytes (a wavelet
+            payload's stream, codec/wavelet.py, is in this section)
     end-4   u32 CRC-32 of everything before it
 
 Anything that does not parse, fails the CRC, names another model/version, or decodes to values that fail the
@@ -31,7 +33,8 @@ from codec.errors import BitstreamError
 MAGIC = b"MZC1"
 FORMAT_VERSION = 2  # 2: synthesis zeroes activations beyond the slice border (1 did not)
 _HEAD = struct.Struct("<4sBBBB8s3sBBIIHqq16s8s")
-MODE_KINDS = ("lossy", "near-lossless", "lossless")  # byte 5's values; codec.modes.KINDS in the same order
+MODE_KINDS = ("lossy", "near-lossless", "lossless", "wavelet")  # byte 5's values (codec.modes.KINDS, in the order
+# they were added: a new kind takes the next value, so earlier payloads keep theirs)
 NO_LATENTS = 255  # rate point of a near-lossless/lossless payload that carries no latents (flat reconstruction)
 
 

@@ -5,6 +5,8 @@ Adding a mode kind = a `Coder` subclass registered here (plus its kind in codec.
   near-lossless, lossless   the residual layer over a flat image (codec/residual_raster.py): |e| <= k, k = 0
                             exact. Payloads of earlier releases may carry latents and a version 1 residual
                             (codec/residual.py); they keep decoding.
+  wavelet                   the integer 9/7 wavelet coder (codec/wavelet.py) at rate point q, |e| <= the guard's
+                            bound when it has one
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from functools import cached_property
 
 import numpy as np
 
-from codec import bitstream, learned, residual, residual_raster, tiles
+from codec import bitstream, learned, residual, residual_raster, tiles, wavelet
 from codec.bitstream import NO_LATENTS
-from codec.errors import CodecError, ResidualError
+from codec.errors import CodecError, ResidualError, WaveletError
 from codec.modes import Mode
 
 
@@ -54,7 +56,8 @@ class Coder:
                vmax: int, exact: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def mode_text(self, h: bitstream.Header) -> str:
+    def mode_text(self, h: bitstream.Header, payload: bytes) -> str:
+        """The mode a payload was coded in (`payload`: the whole payload, for a kind whose stream says more)."""
         return f"{h.mode_kind}:{h.level}"
 
 
@@ -200,5 +203,37 @@ class ResidualCoder(Coder):
             raise CodecError("decoded values fail the payload checksum (lossless)")
         return values
 
-    def mode_text(self, h):
-        return "lossless" if h.mode_kind == "lossless" else super().mode_text(h)
+    def mode_text(self, h, payload):
+        return "lossless" if h.mode_kind == "lossless" else super().mode_text(h, payload)
+
+
+@register
+class WaveletCoder(Coder):
+    kinds = ("wavelet",)
+
+    def rate_point(self, model, mode):
+        return NO_LATENTS
+
+    def encode(self, s, model, mode):
+        h = s.header
+        stream = wavelet.encode_wavelet(s.values, mode.level, mode.bound, h.lo, h.hi)
+        return bitstream.pack(bitstream.Payload(h, [], stream))
+
+    def decode(self, p, model, grid, vmin, vmax, exact):
+        h = p.header
+        try:
+            values = wavelet.decode_wavelet(p.residual, h.lo, h.hi)
+        except WaveletError as exc:
+            raise CodecError(f"wavelet stream: {exc}") from None
+        if values.shape != (h.rows, h.cols):
+            raise CodecError(f"wavelet stream of shape {values.shape} in a payload of {h.rows}x{h.cols}")
+        if wavelet.stream_bound(p.residual) == 0 and bitstream.values_digest(values) != h.values_sha:
+            raise CodecError("decoded values fail the payload checksum (wavelet with guard bound 0)")
+        return values
+
+    def mode_text(self, h, payload):
+        try:
+            bound = wavelet.stream_bound(bitstream.unpack(payload, lambda _: 0).residual)
+        except (bitstream.BitstreamError, WaveletError) as exc:
+            raise CodecError(f"wavelet payload: {exc}") from None
+        return f"wavelet:{h.level}" if bound is None else f"wavelet:{h.level}/{bound}"

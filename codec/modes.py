@@ -1,8 +1,13 @@
-"""Codec modes: `lossless`, `near-lossless:K`, `lossy:Q` (docs/design.md, "Codec modes").
+"""Codec modes: `lossless`, `near-lossless:K`, `wavelet:Q/E`, `lossy:Q` (docs/design.md, "Codec modes").
 
 A `Mode` is parsed once, at the edge (CLI, config), and passed as a value after that. Modes order by strictness
-in this one place: lossy (a higher q is stricter) < near-lossless (a smaller k is stricter) < lossless, so
-`min`, `max`, `sorted` and `<` mean "looser" / "stricter" everywhere.
+in this one place: lossy (a higher q is stricter) < wavelet (a smaller guard bound, then a higher q, is stricter)
+< near-lossless (a smaller k is stricter) < lossless, so `min`, `max`, `sorted` and `<` mean "looser" / "stricter"
+everywhere.
+
+`wavelet:Q/E` is the integer 9/7 wavelet coder (codec/wavelet.py) at rate point Q (0..255, higher = finer; the
+quantiser step is the slice's value range times 2^(-Q/24)) with a guard that holds every pixel within E stored values;
+`wavelet:Q` has no guard (no error bound).
 """
 from __future__ import annotations
 
@@ -11,16 +16,24 @@ from functools import total_ordering
 
 from codec.errors import ModeError
 
-__all__ = ["KINDS", "Mode", "ModeError"]
+__all__ = ["KINDS", "Mode", "ModeError", "WAVELET_Q_MAX", "WAVELET_Q_PER_OCTAVE", "wavelet_step"]
 
-KINDS = ("lossy", "near-lossless", "lossless")  # loosest kind first
+KINDS = ("lossy", "wavelet", "near-lossless", "lossless")  # loosest kind first
+WAVELET_Q_MAX = 255
+WAVELET_Q_PER_OCTAVE = 24  # the wavelet's quantiser step halves every 24 rate points (~6 dB PSNR)
+
+
+def wavelet_step(q: int, lo: int, hi: int) -> float:
+    """The global quantiser step D of wavelet rate point q on a slice of values lo..hi: (hi - lo + 1) 2^(-q/24)."""
+    return (hi - lo + 1) * 2.0 ** (-q / WAVELET_Q_PER_OCTAVE)
 
 
 @total_ordering
 @dataclass(frozen=True)
 class Mode:
     kind: str  # one of KINDS
-    level: int = 0  # k for near-lossless, q for lossy, 0 for lossless
+    level: int = 0  # k for near-lossless, q for lossy and wavelet, 0 for lossless
+    bound: int | None = None  # wavelet only: the guard's max |error| (None: unguarded)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -31,6 +44,13 @@ class Mode:
             object.__setattr__(self, "kind", "lossless")  # near-lossless:0 is lossless
         if self.kind == "lossless" and self.level != 0:
             raise ModeError("lossless takes no level")
+        if self.kind == "wavelet":
+            if self.level > WAVELET_Q_MAX:
+                raise ModeError(f"wavelet rate point {self.level} is out of range 0..{WAVELET_Q_MAX}")
+            if self.bound is not None and (not isinstance(self.bound, int) or not 0 <= self.bound < 2**31):
+                raise ModeError(f"wavelet guard bound must be an integer >= 0, got {self.bound!r}")
+        elif self.bound is not None:
+            raise ModeError(f"{self.kind} takes no guard bound")
 
     @classmethod
     def lossless(cls) -> "Mode":
@@ -45,6 +65,10 @@ class Mode:
         return cls("lossy", int(q))
 
     @classmethod
+    def wavelet(cls, q: int, bound: int | None = None) -> "Mode":
+        return cls("wavelet", int(q), None if bound is None else int(bound))
+
+    @classmethod
     def parse(cls, text: "str | Mode") -> "Mode":
         if isinstance(text, Mode):
             return text
@@ -52,24 +76,29 @@ class Mode:
         if text == "lossless":
             return cls.lossless()
         name, sep, arg = text.partition(":")
-        if name in ("near-lossless", "lossy") and sep:
+        if name in ("near-lossless", "lossy", "wavelet") and sep:
+            arg, slash, bound = arg.partition("/") if name == "wavelet" else (arg, "", "")
             try:
                 level = int(arg)
+                guard = int(bound) if slash else None
             except ValueError:
-                raise ModeError(f"mode {text!r}: {arg!r} is not an integer") from None
-            if level < 0:
-                raise ModeError(f"mode {text!r}: {'k' if name == 'near-lossless' else 'q'} must be >= 0")
-            return cls(name, level)
-        raise ModeError(f"unknown codec mode {text!r}: expected 'lossless', 'near-lossless:K' or 'lossy:Q'")
+                raise ModeError(f"mode {text!r}: {(bound if slash else arg)!r} is not an integer") from None
+            if level < 0 or (guard is not None and guard < 0):
+                raise ModeError(f"mode {text!r}: levels and bounds must be >= 0")
+            return cls(name, level, guard)
+        raise ModeError(f"unknown codec mode {text!r}: expected 'lossless', 'near-lossless:K', 'wavelet:Q/E', "
+                        "'wavelet:Q' or 'lossy:Q'")
 
     @property
-    def strictness(self) -> tuple[int, int]:
+    def strictness(self) -> tuple[int, int, int]:
         """The sort key: loosest first."""
         if self.kind == "lossy":
-            return (0, self.level)
+            return (0, 0, self.level)
+        if self.kind == "wavelet":
+            return (1, -(2**31 if self.bound is None else self.bound), self.level)
         if self.kind == "near-lossless":
-            return (1, -self.level)
-        return (2, 0)
+            return (2, -self.level, 0)
+        return (3, 0, 0)
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Mode):
@@ -78,11 +107,13 @@ class Mode:
 
     @property
     def max_error_bound(self) -> int | None:
-        """The guaranteed |original - decoded| bound, or None for lossy."""
+        """The guaranteed |original - decoded| bound, or None for lossy and an unguarded wavelet."""
         if self.kind == "lossless":
             return 0
         if self.kind == "near-lossless":
             return self.level
+        if self.kind == "wavelet":
+            return self.bound
         return None
 
     @property
@@ -91,8 +122,19 @@ class Mode:
 
     @property
     def is_lossy(self) -> bool:
-        """Only the learned transform: no error bound. (near-lossless is irreversible too, but bounded.)"""
+        """Only the learned transform: no error bound, rate points from the weights. (near-lossless and wavelet are
+        irreversible too; see is_transform.)"""
         return self.kind == "lossy"
 
+    @property
+    def is_transform(self) -> bool:
+        """Coded by a transform (learned or wavelet) rather than the residual layer: the escalation ladder's next
+        step after one is near-lossless."""
+        return self.kind in ("lossy", "wavelet")
+
     def __str__(self) -> str:
-        return "lossless" if self.kind == "lossless" else f"{self.kind}:{self.level}"
+        if self.kind == "lossless":
+            return "lossless"
+        if self.kind == "wavelet" and self.bound is not None:
+            return f"wavelet:{self.level}/{self.bound}"
+        return f"{self.kind}:{self.level}"

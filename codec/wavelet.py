@@ -39,6 +39,7 @@ import numpy as np
 from codec import wavelet_coder as C
 from codec import wavelet_kernels as K
 from codec.errors import WaveletError
+from codec.modes import wavelet_step
 
 MAGIC = b"MZW1"
 _HEAD = struct.Struct("<4sIIHhBBIIII")  # magic, rows, cols, q, offset/256, levels, max bits, bound, crc, words, raw
@@ -52,8 +53,8 @@ FRAC = 4  # fractional bits the transform runs with: its rounding adds less erro
 
 
 def step_of(q: int, lo: int, hi: int) -> float:
-    """The global step D of quality q (0..255, higher = finer) for values in lo..hi."""
-    return (hi - lo + 1) * 2.0 ** (-q / 24)
+    """The global step D of quality q (0..255, higher = finer) for values in lo..hi (codec.modes.wavelet_step)."""
+    return wavelet_step(q, lo, hi)
 
 
 def is_wavelet_stream(data: bytes) -> bool:

@@ -144,3 +144,41 @@ def test_a_ct_body_in_the_centre_does_not_send_the_slice_to_a_whole_version_1_tr
     payload = api.encode(frame, "near-lossless:8", int(ds.BitsStored), bool(ds.PixelRepresentation))
     assert shapes == [(48, 512)]  # the probe's band, and no whole-slice trial
     assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 8
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])
+def test_wavelet_payloads_decode_within_their_guard_and_say_their_mode(name):
+    import pydicom
+
+    from lab.realdata import find
+
+    ds = pydicom.dcmread(find(name))
+    frame, bits, signed = ds.pixel_array, int(ds.BitsStored), bool(int(ds.PixelRepresentation))
+    sizes = []
+    for mode in (Mode.wavelet(90, 20), Mode.wavelet(130, 3), Mode.wavelet(120, 0)):
+        payload = api.encode(frame, mode, bits, signed)
+        info = api.payload_info(payload)
+        assert info["mode"] == str(mode) and info["codec"] == "medzip-wavelet" and not info["latents"]
+        out = api.decode(payload)
+        assert out.dtype == frame.dtype and out.shape == frame.shape
+        err = np.abs(out.astype(np.int64) - frame.astype(np.int64))
+        assert err.max() <= mode.bound, f"{mode}: max error {err.max()}"
+        sizes.append(len(payload))
+    assert sizes[0] < sizes[1] < sizes[2], "a finer rate point and a tighter guard cost bytes"
+    unguarded = api.encode(frame, Mode.wavelet(90), bits, signed)
+    assert api.payload_info(unguarded)["mode"] == "wavelet:90" and len(unguarded) <= sizes[0]
+
+
+def test_a_wavelet_payload_with_a_broken_stream_is_refused():
+    from dataclasses import replace
+
+    from codec import bitstream
+
+    frame = (np.add.outer(np.arange(40), np.arange(48)) * 17 % 4096).astype(np.uint16)
+    p = api.sections(api.encode(frame, Mode.wavelet(100, 4), 12, False))
+    for bad in (p.residual[:-3], p.residual + b"\0", b"XXXX" + p.residual[4:]):
+        with pytest.raises(api.CodecError):
+            api.decode(bitstream.pack(bitstream.Payload(p.header, [], bad)))
+    lying = bitstream.Payload(replace(p.header, cols=47), [], p.residual)
+    with pytest.raises(api.CodecError, match="shape"):
+        api.decode(bitstream.pack(lying))

@@ -183,8 +183,8 @@ def next_stricter(mode: Mode, floor_k: int = 0) -> Mode | None:
     """After a confirmed failure: halve k, but go no lower than floor_k before lossless; None after lossless."""
     if mode.is_lossless:
         return None
-    if mode.is_lossy:
-        raise ValueError("auto never starts at a lossy mode")
+    if mode.is_transform:
+        raise ValueError(f"{mode} is not a near-lossless mode: its next stricter mode is escalation.next_mode's")
     k = max(mode.level // 2, floor_k)
     return Mode.near_lossless(k) if 0 < k < mode.level else Mode.lossless()
 

@@ -1,8 +1,8 @@
 """The escalation ladder of docs/design.md: a slice failing its gate is re-encoded at the next stricter mode.
 
-lossy:q -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's max_error_max
-when it sets one (capped at DEFAULT_K), else DEFAULT_K. A slice that failed at a larger k (the `auto` policy starts at
-the largest k its gate admits) halves k down to that one first. "Stricter" is Mode's own order (codec.modes).
+lossy:q or wavelet:q/e -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's
+max_error_max when it sets one (capped at DEFAULT_K), else DEFAULT_K. A slice that failed at a larger k (the `auto`
+policy starts at the largest k its gate admits) halves k down to that one first. "Stricter" is Mode's own order (codec.modes).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import numpy as np
 
 from codec.modes import Mode
+from quality import wavelet_search
 from quality.auto import Auto, Outcome, next_stricter, search
 
 if TYPE_CHECKING:
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_K = 2  # |error| <= 2 stored values: > 60 dB PSNR on 12-bit data, above every default gate
+# `auto` also searches the wavelet coder where the near-lossless k it found is below this share of the gate's max
+# error: there PSNR or SSIM held k down, and a transform coder meets them in fewer bytes than an error spread up to k
+# everywhere (wg04 MR3, k = 13 of 20: 29,572 B against 31,352; RG2, k = 7 of 40: 353,369 against 439,907); where the
+# max error binds, the residual layer is far smaller (wg04 MR1, k = 20 of 20: 58,021 against >= 74,451; CT 693,
+# k = 30 of 30: 9,620 against >= 18,040) and the search would cost five encodes for nothing.
+WAVELET_BELOW = 0.7
 
 
 def near_lossless_k(gate: Gate) -> int:
@@ -31,7 +38,7 @@ def next_mode(current: Mode, gate: Gate, ceiling: Mode) -> Mode | None:
     """The next stricter mode after `current` for a slice under `gate`, or None when no stricter one is allowed."""
     if current >= ceiling:
         return None
-    if current.is_lossy:
+    if current.is_transform:
         candidate = Mode.near_lossless(near_lossless_k(gate))  # k = 0 is lossless
     else:
         candidate = next_stricter(current, floor_k=near_lossless_k(gate))
@@ -40,14 +47,26 @@ def next_mode(current: Mode, gate: Gate, ceiling: Mode) -> Mode | None:
     return min(candidate, ceiling)
 
 
+def wavelet_worth(found: Outcome, gate: Gate, ceiling: Mode) -> bool:
+    """Whether `auto` searches the wavelet coder after the near-lossless search found `found`."""
+    if not found.passed or found.integrity or found.mode.kind != "near-lossless" or ceiling.is_transform:
+        return False
+    return gate.max_error_max is None or found.mode.level < WAVELET_BELOW * gate.max_error_max
+
+
 def settle(policy: Mode | Auto, original: np.ndarray, gate: Gate, peak: float, ceiling: Mode,
            attempt: Callable[[Mode], T], outcome: Callable[[T], Outcome]) -> tuple[T, list[T], T | None]:
     """What one slice is stored as: (the attempt kept, the failed attempts before it in order, under `auto` the
-    lossless attempt measured for its size or None). The policy's mode (or `auto`'s search) first, then stricter
+    lossless attempt measured for its size or None). The policy's mode (or `auto`'s search: near-lossless, then the
+    wavelet where wavelet_worth says, the smaller passing payload kept) first, then stricter
     modes while the gate fails and the ladder allows; an integrity problem stops it. `auto` also codes the slice
     lossless, to record what it saved, and keeps that payload where it is not larger (lossless always passes)."""
     if isinstance(policy, Auto):
         done, failed = search(original, gate, peak, ceiling, attempt, outcome)
+        if wavelet_worth(outcome(done), gate, ceiling):
+            other = wavelet_search.search(gate, peak, attempt, outcome)
+            if other is not None and (outcome(other).integrity or outcome(other).size < outcome(done).size):
+                done, failed = other, []
     else:
         done, failed = attempt(policy), []
     while not outcome(done).passed and not outcome(done).integrity:

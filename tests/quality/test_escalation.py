@@ -96,3 +96,45 @@ def test_settle_under_auto_measures_lossless_and_keeps_it_where_it_is_not_larger
     attempt, tried = _codec({"near-lossless:3": 80, "lossless": 60}, passing={"near-lossless:3", "lossless"})
     done, _, lossless = settle(AUTO, flat, gate, 1.0, Mode.lossless(), attempt, lambda t: t)
     assert done.mode.is_lossless and done is lossless, "lossless is smaller here and always passes"
+
+
+def _auto_codec(wavelet_bytes: int, nl_bytes: int = 2000):
+    """A fake codec for settle under auto: near-lossless k passes for k <= 5 (a slice whose PSNR holds k down),
+    every wavelet rate point q >= 100 passes at `wavelet_bytes` + q."""
+    from quality.auto import Outcome
+
+    tried = []
+
+    def attempt(mode):
+        tried.append(str(mode))
+        if mode.kind == "wavelet":
+            return Outcome(mode, mode.level >= 100, 50.0 + (mode.level - 100) / 4, 0.999, wavelet_bytes + mode.level)
+        ok = mode.is_lossless or mode.level <= 5
+        return Outcome(mode, ok, 50.0 if ok else 49.0, 0.999, nl_bytes if not mode.is_lossless else 5000)
+
+    return attempt, tried
+
+
+def test_settle_under_auto_searches_the_wavelet_where_psnr_held_k_down_and_keeps_the_smaller():
+    import numpy as np
+
+    from quality.auto import AUTO
+    from quality.escalation import settle
+
+    values = np.random.default_rng(0).integers(0, 1000, (16, 16))
+    gate = Gate(psnr_min=50.0, max_error_max=30)  # peak ~1000: the model's k is 4, far below the max error
+    attempt, tried = _auto_codec(wavelet_bytes=900)
+    done, failed, lossless = settle(AUTO, values, gate, 999.0, Mode.lossless(), attempt, lambda t: t)
+    assert done.mode.kind == "wavelet" and done.mode.bound == 30 and done.passed and not failed
+    assert tried[0] == "near-lossless:4" and lossless.size == 5000
+    attempt, tried = _auto_codec(wavelet_bytes=4000)
+    done, _, _ = settle(AUTO, values, gate, 999.0, Mode.lossless(), attempt, lambda t: t)
+    assert str(done.mode) == "near-lossless:4", "the wavelet is kept only where it is smaller"
+    attempt, tried = _auto_codec(wavelet_bytes=900)
+    done, _, _ = settle(AUTO, values, Gate(psnr_min=50.0, max_error_max=5), 999.0, Mode.lossless(), attempt,
+                        lambda t: t)
+    assert str(done.mode) == "near-lossless:4" and not any(t.startswith("wavelet") for t in tried), \
+        "k = 4 against a max error of 5: the max error binds, no wavelet search"
+    attempt, tried = _auto_codec(wavelet_bytes=900)
+    settle(AUTO, values, gate, 999.0, Mode.near_lossless(2), attempt, lambda t: t)
+    assert any(t.startswith("wavelet") for t in tried), "a near-lossless ceiling allows the looser wavelet"

@@ -18,6 +18,7 @@ from dicom_io.pixels import iter_frames, read_frame
 from dicom_io.studies import kept_as_received, order_slices, read_frames, read_studies
 from dicom_io.writer import (
     LOSSY_METHOD,
+    WAVELET_METHOD,
     LossyInfo,
     build_dataset,
     instance_path,
@@ -31,7 +32,7 @@ __all__ = [
     "DicomReadError", "DicomWriteError", "DuplicateInstanceError", "InvalidHeaderError", "MissingAttributeError",
     "NotDicomError", "PixelDataMismatchError", "TruncatedDicomError", "UnreadableNowError", "UnsupportedPixelsError",
     "Instance", "PixelFormat", "ReadResult", "Series", "Study", "VerbatimObject",
-    "LOSSY_METHOD", "LossyInfo", "build_dataset", "instance_path", "lossy_labelling", "safe_filename",
+    "LOSSY_METHOD", "LossyInfo", "WAVELET_METHOD", "build_dataset", "instance_path", "lossy_labelling", "safe_filename",
     "write_instance", "write_verbatim",
     "header_bytes", "iter_frames", "kept_as_received", "order_slices", "read_file", "read_frame", "read_frames", "read_studies", "read_verbatim_bytes",
 ]

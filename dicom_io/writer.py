@@ -27,6 +27,7 @@ from dicom_io.errors import DicomWriteError
 # PS3.3 C.7.6.1.1.5.1 gives Defined Terms (ISO_10918_1, ISO_14495_1, ISO_15444_1, ...); Defined Terms may be
 # extended, and no standard term names a learned codec, so medzip writes its own, a valid CS value.
 LOSSY_METHOD = "MEDZIP_CNN"
+WAVELET_METHOD = "MEDZIP_WAVELET"  # frames coded by medzip's 9/7 wavelet coder (codec mode wavelet:Q/E)
 NATIVE_SYNTAXES = {ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian}
 COMPRESSED_SYNTAXES = {pydicom.uid.RLELossless, pydicom.uid.JPEGLSLossless, pydicom.uid.JPEG2000Lossless,
                        pydicom.uid.HTJ2KLossless}

@@ -109,7 +109,8 @@ def archive(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders (recursed).", exists=True)],
     mode: Annotated[
         Optional[str],
-        typer.Option("--mode", "-m", help="auto | lossless | near-lossless:K | lossy:Q (overrides the config)."),
+        typer.Option("--mode", "-m",
+                     help="auto | lossless | near-lossless:K | wavelet:Q/E | lossy:Q (overrides the config)."),
     ] = None,
     config: ConfigOpt = None,
     as_json: JsonOpt = False,

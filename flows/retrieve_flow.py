@@ -71,14 +71,15 @@ def restore_instances(archive_path: str, job: InstanceJob, transfer_syntax: str 
     from archive import ArchiveReader, InstanceKey, values_sha256
     from codec import api as codec_api
     from quality import metrics
-    from dicom_io.writer import ExplicitVRLittleEndian, LossyInfo, write_instance
+    from dicom_io.writer import LOSSY_METHOD, WAVELET_METHOD, ExplicitVRLittleEndian, LossyInfo, write_instance
 
     out = []
     with ArchiveReader(archive_path) as reader:
         for i in job.instances:
             inst = reader.instance(InstanceKey(job.series, i))
-            frames, exact, payload_bytes = [], True, 0
+            frames, exact, payload_bytes, wavelet = [], True, 0, False
             for fr in reader.frames(inst.key):
+                wavelet = wavelet or frame_mode(fr).kind == "wavelet"
                 payload = reader.payload(fr)
                 payload_bytes += len(payload)
                 values = codec_api.decode(payload)
@@ -93,7 +94,8 @@ def restore_instances(archive_path: str, job: InstanceJob, transfer_syntax: str 
             ratio = metrics.ratio(metrics.uncompressed_bytes(inst.rows, inst.columns, inst.number_of_frames,
                                                              inst.bits_allocated), payload_bytes)
             path = write_instance(reader.header(inst.key), frames, Path(job.series_dir),
-                                  lossy=None if exact else LossyInfo(ratio=ratio),
+                                  lossy=None if exact else
+                                  LossyInfo(ratio, WAVELET_METHOD if wavelet else LOSSY_METHOD),
                                   transfer_syntax=transfer_syntax or ExplicitVRLittleEndian)
             out.append({"file": str(path), "sop_instance_uid": inst.sop_instance_uid, "bit_exact": exact,
                         "frames": inst.number_of_frames, "ratio": ratio})

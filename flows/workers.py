@@ -61,8 +61,8 @@ def _warm_worker(owner: int) -> None:
     """Worker start-up: exit when the process that started the pool (`owner`) ends, even killed, so nothing of a
     killed run keeps computing or holds its output pipes open (the fork server only exits once its workers have,
     since they hold its liveness pipe); the modules are imported already (the fork server preloads them); code and
-    decode a tiny slice in the lossless and a near-lossless mode, so numba loads its compiled kernels before the
-    first chunk."""
+    decode a tiny slice in the lossless, a near-lossless and a wavelet mode, so numba loads its compiled kernels
+    before the first chunk."""
     import numpy as np
 
     threading.Thread(target=_exit_when_gone, args=(owner,), name="medzip-owner-watch", daemon=True).start()
@@ -71,7 +71,7 @@ def _warm_worker(owner: int) -> None:
     from codec.modes import Mode
 
     tiny = (np.arange(256, dtype=np.int16).reshape(16, 16) * 7) % 1000
-    for mode in ("lossless", "near-lossless:2"):
+    for mode in ("lossless", "near-lossless:2", "wavelet:100/4"):
         api.decode(api.encode(tiny, Mode.parse(mode), 12, True))
 
 

@@ -4,12 +4,16 @@ For the first frame of each file, under its modality's gate from the default con
 search, then the escalation ladder: quality.escalation.settle, as the flow does), JPEG-LS by k (CharLS near-lossless), JPEG 2000 by its
 fixed-quality target, JPEG-XL by distance, and lossless for each when nothing lossy passes.
 
-    python -m lab.gate_bytes FILE… [--json OUT]
+    python -m lab.gate_bytes FILE… [--json OUT] [--classical-from EARLIER.json]
+
+--classical-from takes the classical codecs' rows of an earlier --json run (same files, same gates) instead of
+searching them again (minutes per radiograph), so a change to medzip is measured against the same anchors.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,26 +92,28 @@ def classical(anchor: anchors.Anchor, frame, gate) -> tuple[int, str] | None:
     return min(tried) if tried else None
 
 
-def measure_frame(frame, gate) -> dict:
-    """One frame under `gate`: medzip auto's bytes and mode, each classical codec's smallest passing payload, the
-    best classical codec and medzip's ratio to it."""
+def measure_frame(frame, gate, earlier: dict | None = None) -> dict:
+    """One frame under `gate`: medzip auto's bytes and mode (and seconds), each classical codec's smallest passing
+    payload (from `earlier`, a row of a previous run, when given), the best classical codec and medzip's ratio to it."""
+    start = time.perf_counter()
     row = {"file": frame.path.name, "frame": frame.index, "modality": frame.modality,
            "shape": list(frame.values.shape), "medzip": ours(frame, gate)}
+    row["medzip_s"] = round(time.perf_counter() - start, 2)
     for key, anchor in anchors.available().items():
         if key != "htj2k":  # HTJ2K here is lossless only: JPEG 2000 covers the same transform searched by quality
-            row[key] = classical(anchor, frame, gate)
+            row[key] = earlier[key] if earlier and key in earlier else classical(anchor, frame, gate)
     best = min(((v[0], k) for k, v in row.items() if k in ("j2k", "jls", "jxl") and v), default=None)
     row["best_classical"] = best[1] if best else None
     row["ratio_to_best"] = row["medzip"][0] / best[0] if best else None
     return row
 
 
-def measure(path: Path, config) -> dict | None:
+def measure(path: Path, config, earlier: dict | None = None) -> dict | None:
     inst, why = instance(path)
     if inst is None:
         return None
     frame = next(frames_of(inst))
-    return measure_frame(frame, config.gate_for(frame.modality))
+    return measure_frame(frame, config.gate_for(frame.modality), earlier)
 
 
 def totals(rows: list[dict]) -> dict[str, dict]:
@@ -132,15 +138,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--json", type=Path, help="write the rows here")
+    ap.add_argument("--classical-from", type=Path, help="reuse the classical rows of an earlier --json run")
     args = ap.parse_args(argv)
     config = load_config()
+    earlier = {r["file"]: r for r in json.loads(args.classical_from.read_text())} if args.classical_from else {}
     rows = []
     for path in args.files:
-        row = measure(path, config)
+        row = measure(path, config, earlier.get(path.name))
         if row is None:
             continue
         rows.append(row)
-        print(f"{row['file']:32s} {row['modality']:3s} medzip {row['medzip'][0]:>9,d} B ({row['medzip'][1]})  "
+        print(f"{row['file']:32s} {row['modality']:3s} medzip {row['medzip'][0]:>9,d} B ({row['medzip'][1]}, "
+              f"{row['medzip_s']:.1f} s)  "
               + "  ".join(f"{k} {v[0]:>9,d} B ({v[1]})" for k in ("jls", "j2k", "jxl") if (v := row.get(k)))
               + f"  medzip/best {row['ratio_to_best']:.3f}", flush=True)
     for modality, t in totals(rows).items():

@@ -187,10 +187,10 @@ def test_escape_values_never_lost():
     assert np.array_equal(entropy.decode_y(state, model.scale_indices(z2[None])[0], model.tables), y)
 
 
-@pytest.mark.parametrize("name", ["ct_693_lossy2", "ect_crop_lossy4", "ct_693_small_lossy0"])
+@pytest.mark.parametrize("name", ["ct_693_lossy2", "ect_crop_lossy4", "ct_693_small_lossy0", "mr_small_wavelet_150_20"])
 def test_kept_lossy_payloads_decode_to_the_same_values(name):
-    """Lossy payloads written by the tile-window exact decoder (tests/data/payloads/*.json says which): every later
-    decoder must give the same stored values, bit for bit."""
+    """Lossy payloads written by the tile-window exact decoder, and the first wavelet payload (tests/data/payloads/
+    *.json says which): every later decoder must give the same stored values, bit for bit."""
     import hashlib
     import json
 

@@ -2,12 +2,12 @@
 
 For each frame, each of our modes (codec.api) and each anchor (lab.anchors) this records bpp, ratio, PSNR, SSIM,
 max error and median encode/decode latency, all through quality/metrics.py. It then summarises per codec/mode, compares
-lossless and near-lossless totals with JPEG-LS, and computes BD-rate/BD-PSNR of our lossy curve against JPEG 2000
-and JPEG-XL per modality over 0.5-2 bpp.
+lossless and near-lossless totals with JPEG-LS, and computes BD-rate/BD-PSNR of our lossy curves (the learned
+lossy:q and the wavelet:q without a guard) against JPEG 2000 and JPEG-XL per modality over 0.5-2 bpp.
 
 Anchors' lossy points are hit by rate matching (lab.anchors.RateMatcher): a fixed grid of target bpp for the
-rate-distortion curves, plus, per frame, the exact bpp each of our lossy points reached ("matched" records) so the two
-can be compared pixel for pixel at equal rate.
+rate-distortion curves, plus, per frame, the exact bpp each of our learned lossy points reached ("matched" records)
+so the two can be compared pixel for pixel at equal rate.
 """
 from __future__ import annotations
 
@@ -72,8 +72,12 @@ def codec_lossy_levels() -> list[int]:
         return []
 
 
+WAVELET_Q = (96, 112, 128, 144, 160, 176)  # unguarded wavelet rate points: 0.3-4 bpp on the bundled CT/MR/CR
+
+
 def default_modes() -> list[str]:
-    return ["lossless"] + [f"near-lossless:{k}" for k in DEFAULT_K] + [f"lossy:{q}" for q in codec_lossy_levels()]
+    return (["lossless"] + [f"near-lossless:{k}" for k in DEFAULT_K] + [f"lossy:{q}" for q in codec_lossy_levels()]
+            + [f"wavelet:{q}" for q in WAVELET_Q])
 
 
 # --- timing and metrics ----------------------------------------------------------------------------------------

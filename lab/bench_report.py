@@ -17,7 +17,9 @@ from quality import metrics
 from lab.bench_bd import BD_RANGE, BdRateError, bd_psnr, bd_rate
 
 OURS = "medzip"
-NAMES = {OURS: "medzip", "j2k": "JPEG 2000", "jls": "JPEG-LS", "jxl": "JPEG-XL", "htj2k": "HTJ2K"}
+OURS_WAVELET = "medzip-wavelet"  # the curve of our unguarded wavelet:q points (records say codec OURS)
+NAMES = {OURS: "medzip", OURS_WAVELET: "medzip wavelet", "j2k": "JPEG 2000", "jls": "JPEG-LS", "jxl": "JPEG-XL",
+         "htj2k": "HTJ2K"}
 
 
 def _ok(records: Iterable[dict]) -> list[dict]:
@@ -50,7 +52,8 @@ def _j2k_reference(records: list[dict]) -> dict[tuple, dict[str, tuple[float, fl
 
 
 def _is_lossy(mode: str) -> bool:
-    return mode.startswith("lossy")
+    """A lossy rate point: ours (the learned lossy:q, the wavelet:q) or an anchor's (lossy@…)."""
+    return mode.startswith(("lossy", "wavelet"))
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
@@ -122,12 +125,15 @@ def versus_jpegls(records: list[dict]) -> list[dict]:
 
 
 def curves(records: list[dict]) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """Per modality and codec: mean bpp and mean PSNR per rate point (our lossy:q; the anchors' bpp grid)."""
+    """Per modality and codec: mean bpp and mean PSNR per rate point (our lossy:q; our unguarded wavelet:q as the
+    curve OURS_WAVELET; the anchors' bpp grid)."""
     pts: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for r in _ok(records):
         if r["psnr"] is None or r.get("rate_miss"):
             continue
-        if (r["codec"] == OURS and r["mode"].startswith("lossy:")) or (
+        if r["codec"] == OURS and r["mode"].startswith("wavelet:") and "/" not in r["mode"]:
+            pts[(r["modality"], OURS_WAVELET, r["mode"])].append(r)
+        elif (r["codec"] == OURS and r["mode"].startswith("lossy:")) or (
             r["codec"] != OURS and r["mode"].startswith("lossy@") and r["mode"].endswith("bpp")
         ):
             pts[(r["modality"], r["codec"], r["mode"])].append(r)
@@ -141,29 +147,35 @@ def curves(records: list[dict]) -> dict[str, dict[str, dict[str, list[float]]]]:
 
 
 def bd_table(records: list[dict]) -> dict:
+    """Per modality, BD-rate and BD-PSNR of each of our lossy curves against each anchor's: keyed by the anchor for
+    the learned lossy:q curve, by "<anchor>:wavelet" for the wavelet's."""
     out: dict = {}
     for mod, per in sorted(curves(records).items()):
-        if OURS not in per:
-            continue
-        ours = per[OURS]
-        for key in ("j2k", "jxl"):
-            entry: dict = {"bpp_range": list(BD_RANGE), "points_medzip": len(ours["bpp"])}
-            if key not in per:
-                entry["error"] = "no anchor curve"
-            else:
-                a = per[key]
-                entry["points_anchor"] = len(a["bpp"])
-                # each delta on its own: curves can share rates without sharing any PSNR (then only BD-PSNR exists)
-                problems = []
-                for name, fn in (("bd_rate_pct", bd_rate), ("bd_psnr_db", bd_psnr)):
-                    try:
-                        entry[name] = fn(a["bpp"], a["psnr"], ours["bpp"], ours["psnr"])
-                    except BdRateError as exc:
-                        entry[name] = None
-                        problems.append(f"{name}: {exc}")
-                entry["error"] = "; ".join(problems) or None
-            out.setdefault(mod, {})[key] = entry
+        for mine in (OURS, OURS_WAVELET):
+            if mine in per:
+                _bd_entries(per, mine, out.setdefault(mod, {}))
     return out
+
+
+def _bd_entries(per: dict, mine: str, out: dict) -> None:
+    ours = per[mine]
+    for key in ("j2k", "jxl"):
+        entry: dict = {"bpp_range": list(BD_RANGE), "points_medzip": len(ours["bpp"]), "ours": mine}
+        if key not in per:
+            entry["error"] = "no anchor curve"
+        else:
+            a = per[key]
+            entry["points_anchor"] = len(a["bpp"])
+            # each delta on its own: curves can share rates without sharing any PSNR (then only BD-PSNR exists)
+            problems = []
+            for name, fn in (("bd_rate_pct", bd_rate), ("bd_psnr_db", bd_psnr)):
+                try:
+                    entry[name] = fn(a["bpp"], a["psnr"], ours["bpp"], ours["psnr"])
+                except BdRateError as exc:
+                    entry[name] = None
+                    problems.append(f"{name}: {exc}")
+            entry["error"] = "; ".join(problems) or None
+        out[key if mine == OURS else f"{key}:wavelet"] = entry
 
 
 def latency_at(records: list[dict], shape: tuple[int, int] = (512, 512)) -> list[dict]:
@@ -221,14 +233,14 @@ def plot(result, path: os.PathLike | str) -> None:
     for r in _ok(result.frames):
         if r["mode"].startswith("near-lossless") and r["psnr"] is not None:
             near[(r["modality"], r["codec"], r["mode"])].append(r)
-    colour = {OURS: "C3", "j2k": "C0", "jxl": "C1", "jls": "C2", "htj2k": "C4"}
+    colour = {OURS: "C3", OURS_WAVELET: "C5", "j2k": "C0", "jxl": "C1", "jls": "C2", "htj2k": "C4"}
     marks = "^sDvP*"
     ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8, 16]
     for ax, mod in zip(axes.flat, mods):
         for codec, c in sorted(per_mod.get(mod, {}).items(), key=lambda kv: kv[0] != OURS):
             order = np.argsort(c["bpp"])
             ax.plot(np.array(c["bpp"])[order], np.array(c["psnr"])[order], marker="o", color=colour.get(codec),
-                    lw=2.5 if codec == OURS else 1.3, label=f"{names.get(codec, codec)} lossy")
+                    lw=2.5 if codec in (OURS, OURS_WAVELET) else 1.3, label=f"{names.get(codec, codec)} lossy")
         nl = sorted((k, rs) for k, rs in near.items() if k[0] == mod)
         ks = sorted({int(mode.split(":")[1]) for (_, _, mode), _ in nl})
         for (_, codec, mode), rs in nl:
@@ -303,14 +315,17 @@ def print_summary(result, console=None) -> None:
                   f"{r['ratio_to_jpegls']:.3f}", "yes" if r["medzip_le_jpegls"] else "NO", others)
     console.print(v)
 
-    b = table("BD-rate (PSNR) of medzip lossy vs anchors over 0.5-2 bpp (negative = medzip needs fewer bits)",
-              ("modality", "anchor", "BD-rate %", "BD-PSNR dB", "points ours/anchor", "note"))
+    b = table("BD-rate (PSNR) of medzip's lossy curves (learned lossy:q, wavelet:q) vs anchors over 0.5-2 bpp "
+              "(negative = medzip needs fewer bits)",
+              ("modality", "ours", "anchor", "BD-rate %", "BD-PSNR dB", "points ours/anchor", "note"), left=3)
     if not result.bd_rate:
-        b.add_row("-", "-", "-", "-", "-", "no lossy points from medzip (no lossy:q offered, or all failed)")
+        b.add_row("-", "-", "-", "-", "-", "-", "no lossy points from medzip (no lossy:q or wavelet:q, or all failed)")
     for mod, per in result.bd_rate.items():
         for key, e in per.items():
-            b.add_row(mod, names[key], _f(e.get("bd_rate_pct"), "{:+.1f}"), _f(e.get("bd_psnr_db"), "{:+.2f}"),
-                      f"{e.get('points_medzip', 0)}/{e.get('points_anchor', 0)}", e.get("error") or "")
+            anchor, _, which = key.partition(":")
+            b.add_row(mod, "wavelet:q" if which else "lossy:q", names[anchor], _f(e.get("bd_rate_pct"), "{:+.1f}"),
+                      _f(e.get("bd_psnr_db"), "{:+.2f}"), f"{e.get('points_medzip', 0)}/{e.get('points_anchor', 0)}",
+                      e.get("error") or "")
     console.print(b)
 
     if s.get("gate"):

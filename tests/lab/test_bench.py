@@ -20,8 +20,8 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     files = [get_testdata_file("CT_small.dcm"), get_testdata_file("MR_small.dcm")]
     levels = bench.codec_lossy_levels()
-    modes = ["lossless", "near-lossless:1", "near-lossless:2", "near-lossless:4"] + [
-        f"lossy:{q}" for q in sorted({levels[0], levels[-1]})] if levels else None
+    modes = ["lossless", "near-lossless:1", "near-lossless:2", "near-lossless:4", "wavelet:112", "wavelet:144",
+             "wavelet:176"] + ([f"lossy:{q}" for q in sorted({levels[0], levels[-1]})] if levels else [])
     result = bench.run_bench(files, json_path=out / "bench.json", plot_path=out / "bench.png", progress=False,
                              repeats=1, modes=modes)
     return result, out
@@ -86,7 +86,7 @@ def test_summary_rows_and_jpegls_comparison(run):
         r["bytes"] for r in result.frames if r["codec"] == "jls" and r["mode"] == "lossless")
     vs = {r["mode"]: r for r in result.summary["vs_jpegls"]}
     ours_ok = {r["mode"] for r in result.frames
-               if r["codec"] == "medzip" and r["error"] is None and not r["mode"].startswith("lossy")}
+               if r["codec"] == "medzip" and r["error"] is None and not r["mode"].startswith(("lossy", "wavelet"))}
     assert set(vs) == ours_ok
     if "lossless" in vs and vs["lossless"]["frames"] == 2:
         assert vs["lossless"]["jpegls_bits"] == rows[("jls", "lossless")]["total_bits"]
@@ -218,3 +218,17 @@ def test_bytes_at_the_default_gate_per_frame_and_per_modality(run):
     saved = json.loads((out / "bench.json").read_text())
     assert saved["gate"] == json.loads(json.dumps(result.gate))
     assert bench.load_result(out / "bench.json").summary["gate"] == totals
+
+
+def test_the_wavelet_points_make_a_curve_of_their_own_with_bd_entries(run):
+    result, _ = run
+    ours = [r for r in result.frames if r["codec"] == "medzip" and r["mode"].startswith("wavelet:")]
+    assert len(ours) == 6 and all(r["error"] is None and r["max_error"] > 0 for r in ours)
+    for mod in ("CT", "MR"):
+        curve = result.summary["curves"][mod]["medzip-wavelet"]
+        assert curve["label"] == ["wavelet:112", "wavelet:144", "wavelet:176"]
+        assert curve["bpp"] == sorted(curve["bpp"]) and curve["psnr"] == sorted(curve["psnr"])  # finer: more of both
+        for key in ("j2k:wavelet", "jxl:wavelet"):
+            entry = result.bd_rate[mod][key]
+            assert entry["ours"] == "medzip-wavelet" and entry["points_medzip"] == 3
+            assert (entry["error"] is None) == (entry["bd_rate_pct"] is not None and entry["bd_psnr_db"] is not None)

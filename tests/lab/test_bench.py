@@ -232,3 +232,25 @@ def test_the_wavelet_points_make_a_curve_of_their_own_with_bd_entries(run):
             entry = result.bd_rate[mod][key]
             assert entry["ours"] == "medzip-wavelet" and entry["points_medzip"] == 3
             assert (entry["error"] is None) == (entry["bd_rate_pct"] is not None and entry["bd_psnr_db"] is not None)
+
+
+def test_bd_rate_is_the_mean_of_the_frames_not_of_mean_curves():
+    """Two frames on which our curve is the anchor's own curve, at other rates: every frame's BD-rate is 0, so the
+    table says 0, though the curves of mean bpp and mean PSNR (one frame easy, one hard) lie far apart."""
+    import math
+
+    from lab.bench_report import bd_table
+
+    def rec(codec, mode, frame, bpp, psnr):
+        return {"file": "f.dcm", "frame": frame, "modality": "MR", "codec": codec, "mode": mode, "bpp": bpp,
+                "psnr": psnr, "error": None}
+
+    records = []
+    for frame, (a, b) in enumerate(((30.0, 8.0), (45.0, 4.0))):  # PSNR = a + b log2(bpp): two different images
+        for t in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0):
+            records.append(rec("j2k", f"lossy@{t:g}bpp", frame, t, a + b * math.log2(t)))
+        for i, bpp in enumerate((0.3, 0.45, 0.7, 1.1, 1.8, 2.6) if frame == 0 else (0.26, 0.35, 0.5, 0.62, 0.8, 0.95)):
+            records.append(rec("medzip", f"wavelet:{100 + 8 * i}", frame, bpp, a + b * math.log2(bpp)))
+    entry = bd_table(records)["MR"]["j2k:wavelet"]
+    assert entry["error"] is None and entry["rate_frames"] == 2
+    assert abs(entry["bd_rate_pct"]) < 0.5 and abs(entry["bd_psnr_db"]) < 0.05

@@ -186,3 +186,26 @@ def test_a_file_that_does_not_decode_to_the_measured_values_quarantines(prefect_
     with ArchiveReader(outcome.archive) as r:
         (q,) = r.quality()
     assert not q.gate_passed and "does not reproduce the measured values" in " ".join(q.gate_reasons)
+
+
+def test_wavelet_frames_are_released_within_their_guard_and_labelled_when_retrieved(prefect_server, tmp_path):
+    """`auto` under a PSNR-bound gate stores CT_small as a guarded wavelet payload: confirmed from the file,
+    released, and retrieved as a lossy-labelled DICOM naming medzip's wavelet method."""
+    from dicom_io import WAVELET_METHOD, read_studies
+
+    from flows.archive_flow import archive_study
+    from flows.retrieve_flow import retrieve_study
+
+    config = make_config(tmp_path, mode="auto", gates={"default": Gate(psnr_min=45.0, max_error_max=60)})
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20006", [_find("CT_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "released", outcome.reasons
+    (mode,) = outcome.modes_used
+    assert mode.startswith("wavelet:") and mode.endswith("/60"), outcome.modes_used
+    result = retrieve_study(outcome.archive, tmp_path / "out", config)
+    assert result["lossy"] == 1 and result["bit_exact"] == 0
+    (inst,) = read_studies([tmp_path / "out"]).studies[0].instances
+    ds = pydicom.dcmread(inst.path)
+    assert ds.LossyImageCompression == "01" and _values(ds, "LossyImageCompressionMethod")[-1] == WAVELET_METHOD
+    original = pydicom.dcmread(files[0]).pixel_array.astype(np.int64)
+    assert np.abs(ds.pixel_array.astype(np.int64) - original).max() <= 60

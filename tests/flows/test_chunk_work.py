@@ -72,3 +72,27 @@ def test_auto_keeps_the_looser_k_its_measured_error_allows(tmp_path):
     # what auto saved: the lossless size of the same frame is measured and recorded with it
     assert ef.quality.lossless_bytes == len(api.encode(original, Mode.lossless(), fmt.bits_stored, fmt.signed))
     assert ef.quality.table_row(0, 0)["lossless_bytes"] == ef.quality.lossless_bytes > len(ef.payload)
+
+
+def test_auto_stores_the_wavelet_where_psnr_holds_k_down_and_it_is_smaller(tmp_path):
+    """CT_small under a gate whose PSNR binds (45 dB) and whose max error (60) leaves room: near-lossless stops at a
+    k far below 60, the wavelet with its guard at 60 passes in fewer bytes, and that payload is stored, within the
+    guard's bound, with the lossless size still recorded."""
+    from codec import api
+    from dicom_io import iter_frames
+    from flows.chunk_work import encode_chunk
+    from quality import auto
+
+    chunk = _chunk(tmp_path, "1.2.826.0.1.3680043.8.498.40004")
+    (original,) = list(iter_frames(chunk.instances[0]))
+    gate = Gate(psnr_min=45.0, max_error_max=60)
+    (ef,) = encode_chunk(chunk, auto.AUTO, gate, Mode.lossless()).frames
+    assert ef.mode.kind == "wavelet" and ef.mode.bound == 60 and ef.quality.passed, ef.quality
+    assert api.payload_info(ef.payload)["mode"] == str(ef.mode) == str(ef.quality.mode)
+    decoded = api.decode(ef.payload)
+    assert ef.quality.max_error == int(np.abs(decoded.astype(int) - original).max()) <= 60
+    fmt = chunk.instances[0].pixel
+    k = auto.first_k(original, 45.0, None, 60, float(original.max() - original.min()))
+    assert k < 0.7 * 60 and len(ef.payload) < len(api.encode(original, Mode.near_lossless(k), fmt.bits_stored,
+                                                                fmt.signed))
+    assert ef.quality.lossless_bytes > len(ef.payload)

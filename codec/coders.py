@@ -221,12 +221,15 @@ class WaveletCoder(Coder):
 
     def decode(self, p, model, grid, vmin, vmax, exact):
         h = p.header
+        if not vmin <= h.lo < h.hi <= vmax + 1:  # encode's hi is lo + 1 on a constant slice
+            raise CodecError(f"corrupted header: value range {h.lo}..{h.hi} outside {vmin}..{vmax}")
         try:
+            shape = wavelet.stream_shape(p.residual)
+            if shape != (h.rows, h.cols):
+                raise CodecError(f"wavelet stream of shape {shape} in a payload of {h.rows}x{h.cols}")
             values = wavelet.decode_wavelet(p.residual, h.lo, h.hi)
         except WaveletError as exc:
             raise CodecError(f"wavelet stream: {exc}") from None
-        if values.shape != (h.rows, h.cols):
-            raise CodecError(f"wavelet stream of shape {values.shape} in a payload of {h.rows}x{h.cols}")
         if wavelet.stream_bound(p.residual) == 0 and bitstream.values_digest(values) != h.values_sha:
             raise CodecError("decoded values fail the payload checksum (wavelet with guard bound 0)")
         return values

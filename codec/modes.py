@@ -16,10 +16,12 @@ from functools import total_ordering
 
 from codec.errors import ModeError
 
-__all__ = ["KINDS", "Mode", "ModeError", "WAVELET_Q_MAX", "WAVELET_Q_PER_OCTAVE", "wavelet_step"]
+__all__ = ["KINDS", "Mode", "ModeError", "WAVELET_BOUND_MAX", "WAVELET_Q_MAX", "WAVELET_Q_PER_OCTAVE",
+           "wavelet_step"]
 
 KINDS = ("lossy", "wavelet", "near-lossless", "lossless")  # loosest kind first
 WAVELET_Q_MAX = 255
+WAVELET_BOUND_MAX = 2**31 - 1  # the largest guard bound a wavelet stream records
 WAVELET_Q_PER_OCTAVE = 24  # the wavelet's quantiser step halves every 24 rate points (~6 dB PSNR)
 
 
@@ -47,8 +49,8 @@ class Mode:
         if self.kind == "wavelet":
             if self.level > WAVELET_Q_MAX:
                 raise ModeError(f"wavelet rate point {self.level} is out of range 0..{WAVELET_Q_MAX}")
-            if self.bound is not None and (not isinstance(self.bound, int) or not 0 <= self.bound < 2**31):
-                raise ModeError(f"wavelet guard bound must be an integer >= 0, got {self.bound!r}")
+            if self.bound is not None and (not isinstance(self.bound, int) or not 0 <= self.bound <= WAVELET_BOUND_MAX):
+                raise ModeError(f"wavelet guard bound must be an integer 0..{WAVELET_BOUND_MAX}, got {self.bound!r}")
         elif self.bound is not None:
             raise ModeError(f"{self.kind} takes no guard bound")
 

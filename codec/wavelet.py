@@ -49,6 +49,7 @@ OFFSETS = (0.5, 0.375)
 MAX_PIXELS = 1 << 28
 MAX_BITS = 40
 MAX_BOUND = 1 << 31
+MAX_SPAN = 1 << 62  # hi - lo: the guard's correction cap span // (2 bound + 1) + 1 must fit int64
 FRAC = 4  # fractional bits the transform runs with: its rounding adds less error to the reconstruction
 
 
@@ -65,6 +66,12 @@ def stream_bound(stream: bytes) -> int | None:
     """The guard bound recorded in the stream (None: unguarded)."""
     head = _header(bytes(stream))
     return None if head["bound"] == NO_GUARD else head["bound"]
+
+
+def stream_shape(stream: bytes) -> tuple[int, int]:
+    """(rows, cols) the stream decodes to, read from its header (checked before a decode allocates them)."""
+    head = _header(bytes(stream))
+    return head["rows"], head["cols"]
 
 
 @lru_cache(maxsize=32)
@@ -157,8 +164,8 @@ def decode_wavelet(stream: bytes, lo: int, hi: int) -> np.ndarray:
     """The values of a stream (int64, its shape), given the lo..hi it was encoded with."""
     data = bytes(stream)
     lo, hi = int(lo), int(hi)
-    if lo > hi:
-        raise WaveletError(f"empty value range {lo}..{hi}")
+    if not 0 <= hi - lo < MAX_SPAN:
+        raise WaveletError(f"value range {lo}..{hi} is empty or wider than 2**62")
     h = _header(data)
     shape = (h["rows"], h["cols"])
     at = _HEAD.size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Callable, TypeVar
 
-from codec.modes import WAVELET_Q_MAX, WAVELET_Q_PER_OCTAVE, Mode
+from codec.modes import WAVELET_BOUND_MAX, WAVELET_Q_MAX, WAVELET_Q_PER_OCTAVE, Mode
 from quality import metrics
 from quality.auto import Outcome
 
@@ -62,6 +62,8 @@ def search(gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T
     are not monotone in q under a guard). An attempt with an integrity problem is returned at once: the caller must
     see it."""
     bound = gate.max_error_max
+    if bound is not None and bound > WAVELET_BOUND_MAX:  # beyond any stored value's reach: no guard needed
+        bound = None
     q = first_q(gate, peak)
     low = high = None  # (q, margin) of the largest failing and of the smallest passing rate point
     best = None

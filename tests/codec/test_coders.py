@@ -182,3 +182,28 @@ def test_a_wavelet_payload_with_a_broken_stream_is_refused():
     lying = bitstream.Payload(replace(p.header, cols=47), [], p.residual)
     with pytest.raises(api.CodecError, match="shape"):
         api.decode(bitstream.pack(lying))
+    # a range outside what the bit depth stores (the guard's correction cap would overflow int64 at bound 0)
+    exact = api.sections(api.encode(frame, Mode.wavelet(150, 0), 12, False))
+    for lo, hi in ((-(2**63), 2**63 - 1), (0, 2**40), (-1, 4095)):
+        with pytest.raises(api.CodecError, match="value range"):
+            api.decode(bitstream.pack(bitstream.Payload(replace(exact.header, lo=lo, hi=hi), [], exact.residual)))
+
+
+def test_a_wavelet_stream_larger_than_its_payload_says_is_refused_before_it_is_decoded(monkeypatch):
+    """A header of 1x1 over a real 2048² stream (a few KB of zeros decode to 32 MB): refused on the stream's own
+    header, before anything of its size is allocated."""
+    from dataclasses import replace
+
+    from codec import bitstream, wavelet
+
+    big = np.zeros((2048, 2048), np.uint16)
+    big[0, 0] = 1
+    p = api.sections(api.encode(big, Mode.wavelet(100), 12, False))
+    assert wavelet.stream_shape(p.residual) == (2048, 2048) and len(p.residual) < 10_000
+    small = bitstream.Payload(replace(p.header, rows=1, cols=1), [], p.residual)
+    called = []
+    real = wavelet.decode_wavelet
+    monkeypatch.setattr(wavelet, "decode_wavelet", lambda *a: called.append(1) or real(*a))
+    with pytest.raises(api.CodecError, match="shape"):
+        api.decode(bitstream.pack(small))
+    assert not called

@@ -78,3 +78,11 @@ def test_a_coarser_pass_that_is_larger_ends_the_search():
 
     best = search(Gate(psnr_min=50.0, max_error_max=30), 4095.0, attempt, lambda t: t)
     assert len(tried) == 2 and best.mode.level == tried[0]
+
+
+def test_a_max_error_past_any_guard_searches_unguarded():
+    """A gate's max error is any integer >= 0; past what a wavelet stream records as its guard, no guard is needed
+    (no stored value errs that far) and the search asks for unguarded modes instead of failing."""
+    attempt, tried = _wavelet(120)
+    best = search(Gate(psnr_min=50.0, max_error_max=2**40), 4095.0, attempt, lambda t: t)
+    assert best.passed and best.mode.bound is None and best.mode.level == 120

@@ -156,3 +156,24 @@ def test_search_on_a_gate_without_room_is_one_lossless_attempt():
     peak, attempt, tried = _fake(frame, gate, 1.0)
     result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
     assert result.mode.is_lossless and tried == [Mode.lossless()] and failed == []
+
+
+def test_search_keeps_steering_after_a_retry_that_just_misses():
+    """A slice whose failures report SSIM just short of the gate (a Philips DWI 128² missed 0.98 by 0.0002 at the
+    retry): the search retries once more at the k the last failure predicts instead of leaving the ladder to halve
+    k, and stores the largest k that passes."""
+    frame, _, _ = _real("CT_small")
+    gate = type("Gate", (), {"psnr_min": None, "ssim_min": 0.98, "max_error_max": 30})
+    peak = metrics.psnr_peak(frame)
+    first = auto.first_mode(frame, gate, peak).level
+    limit = first - 2  # the largest k that passes
+    tried = []
+
+    def attempt(mode):
+        tried.append(mode.level)
+        ok = mode.level <= limit
+        return auto.Outcome(mode, ok, 60.0, 0.99 if ok else 0.9799, 10_000 // (mode.level + 1))
+
+    result, failed = auto.search(frame, gate, peak, Mode.lossless(), attempt, lambda t: t)
+    assert tried[:3] == [first, first - 1, first - 2] and result.passed and result.mode.level == limit
+    assert [f.mode.level for f in failed] == [first, first - 1]

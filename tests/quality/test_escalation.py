@@ -138,3 +138,24 @@ def test_settle_under_auto_searches_the_wavelet_where_psnr_held_k_down_and_keeps
     attempt, tried = _auto_codec(wavelet_bytes=900)
     settle(AUTO, values, gate, 999.0, Mode.near_lossless(2), attempt, lambda t: t)
     assert any(t.startswith("wavelet") for t in tried), "a near-lossless ceiling allows the looser wavelet"
+
+
+def test_settle_under_auto_searches_the_wavelet_on_a_slice_the_model_sends_to_lossless():
+    """A slice of small range (a GE MPRAGE 256², values 0..165): the error model admits no k at 48 dB, so the
+    near-lossless search is one lossless encode; the wavelet, searched after it, passes in fewer bytes and is kept,
+    and the lossless size recorded is that first encode's (not coded twice)."""
+    import numpy as np
+
+    from quality.auto import AUTO
+    from quality.escalation import settle
+
+    values = np.random.default_rng(1).integers(0, 166, (16, 16))
+    gate = Gate(psnr_min=48.0, max_error_max=20)
+    attempt, tried = _auto_codec(wavelet_bytes=900)
+    done, failed, lossless = settle(AUTO, values, gate, 165.0, Mode.lossless(), attempt, lambda t: t)
+    assert tried[0] == "lossless" and tried.count("lossless") == 1
+    assert done.mode.kind == "wavelet" and done.passed and lossless.mode.is_lossless and lossless.size == 5000
+    attempt, tried = _auto_codec(wavelet_bytes=900)
+    done, _, _ = settle(AUTO, values, Gate(psnr_min=48.0, max_error_max=0), 165.0, Mode.lossless(), attempt,
+                        lambda t: t)
+    assert tried == ["lossless"] and done.mode.is_lossless, "a gate that allows no error never tries the wavelet"

@@ -22,10 +22,11 @@ T = TypeVar("T")
 DEFAULT_K = 2  # |error| <= 2 stored values: > 60 dB PSNR on 12-bit data, above every default gate
 # `auto` also searches the wavelet coder where the near-lossless k it found is below this share of the gate's max
 # error: there PSNR or SSIM held k down, and a transform coder meets them in fewer bytes than an error spread up to k
-# everywhere (wg04 MR3, k = 13 of 20: 29,572 B against 31,352; RG2, k = 7 of 40: 353,369 against 439,907); where the
-# max error binds, the residual layer is far smaller (wg04 MR1, k = 20 of 20: 58,021 against >= 74,451; CT 693,
-# k = 30 of 30: 9,620 against >= 18,040) and the search would cost five encodes for nothing.
-WAVELET_BELOW = 0.7
+# everywhere (wg04 MR3, k = 13 of 20: 29,572 B against 31,352; RG2, k = 7 of 40: 353,369 against 439,907; a CR
+# 2500x2048, k = 34 of 40: 434,691 against 447,970); where the max error binds, the residual layer is far smaller
+# (wg04 MR1, k = 20 of 20: 58,021 against >= 74,451; CT 693, k = 30 of 30: 9,620 against >= 18,040; J2K_pixelrep,
+# k = 29 of 30: 11,751 against >= 17,328) and the search would cost encodes for nothing.
+WAVELET_BELOW = 0.9
 
 
 def near_lossless_k(gate: Gate) -> int:

@@ -131,10 +131,10 @@ def test_settle_under_auto_searches_the_wavelet_where_psnr_held_k_down_and_keeps
     done, _, _ = settle(AUTO, values, gate, 999.0, Mode.lossless(), attempt, lambda t: t)
     assert str(done.mode) == "near-lossless:4", "the wavelet is kept only where it is smaller"
     attempt, tried = _auto_codec(wavelet_bytes=900)
-    done, _, _ = settle(AUTO, values, Gate(psnr_min=50.0, max_error_max=5), 999.0, Mode.lossless(), attempt,
+    done, _, _ = settle(AUTO, values, Gate(psnr_min=50.0, max_error_max=4), 999.0, Mode.lossless(), attempt,
                         lambda t: t)
     assert str(done.mode) == "near-lossless:4" and not any(t.startswith("wavelet") for t in tried), \
-        "k = 4 against a max error of 5: the max error binds, no wavelet search"
+        "k = 4 against a max error of 4: the max error binds, no wavelet search"
     attempt, tried = _auto_codec(wavelet_bytes=900)
     settle(AUTO, values, gate, 999.0, Mode.near_lossless(2), attempt, lambda t: t)
     assert any(t.startswith("wavelet") for t in tried), "a near-lossless ceiling allows the looser wavelet"

@@ -2,7 +2,8 @@
 
 lossy:q or wavelet:q/e -> near-lossless:k -> lossless, never past the config's `codec.escalate_to`. k is the gate's
 max_error_max when it sets one (capped at DEFAULT_K), else DEFAULT_K. A slice that failed at a larger k (the `auto`
-policy starts at the largest k its gate admits) halves k down to that one first. "Stricter" is Mode's own order (codec.modes).
+policy starts at the largest k its gate admits) halves k down to that one first. "Stricter" is Mode's own order
+(codec.modes).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def wavelet_worth(found: Outcome, gate: Gate, ceiling: Mode) -> bool:
     """Whether `auto` searches the wavelet coder after the near-lossless search (and the ladder) found `found`: a
     passing near-lossless k below WAVELET_BELOW of the gate's max error, or lossless where the gate allows an error
     (a slice of small range, where the error model admits no k: a GE MPRAGE 256² of values 0..165 stored lossless in
-    4,228 B passes as a wavelet in about 1.6 KB)."""
+    4,228 B passes as a wavelet in 1,794 B)."""
     if not found.passed or found.integrity or ceiling.is_transform or found.mode.kind not in ("near-lossless",
                                                                                               "lossless"):
         return False

@@ -3,8 +3,9 @@ holding the gate's max error (codec.modes: wavelet:Q/E, quantiser step D = range
 
 The first q takes the gate's PSNR to stand for an error variance of D²/12 (a uniform quantiser's, an upper bound: at
 low rates most coefficients quantise to zero and err by less than a step); each decode's measured figures then steer
-q, with PSNR rising 20 log10(2) / 24 ≈ 0.25 dB per rate point and 1 − SSIM falling like the error variance. Every
-candidate is judged by its own decode, so a wrong aim costs an encode, never a slice outside its gate.
+q, with PSNR taken to rise 20 log10(2) / 24 ≈ 0.25 dB per rate point (then as fast as the last two decodes measured)
+and 1 − SSIM to fall like the error variance. Every candidate is judged by its own decode, so a wrong aim costs an
+encode, never a slice outside its gate.
 """
 from __future__ import annotations
 
@@ -59,10 +60,9 @@ def search(gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T
     is steered by the first decode's figures at the model's slope; later ones by the slope the last two decodes
     measured (at low rates PSNR moves half as fast as the model says: a GE MPRAGE 256² took five passing steps
     down); once a pass and a failure are known, by the secant between the largest q known to fail and the smallest
-    known to pass (their margins), kept strictly inside that bracket. A pass larger
-    than the finer pass before it ends the search: below that q the guard grows faster than the bands shrink (bytes
-    are not monotone in q under a guard). An attempt with an integrity problem is returned at once: the caller must
-    see it."""
+    known to pass (their margins), kept strictly inside that bracket. A pass larger than the finer pass before it
+    ends the search: below that q the guard grows faster than the bands shrink (bytes are not monotone in q under a
+    guard). An attempt with an integrity problem is returned at once: the caller must see it."""
     bound = gate.max_error_max
     if bound is not None and bound > WAVELET_BOUND_MAX:  # beyond any stored value's reach: no guard needed
         bound = None

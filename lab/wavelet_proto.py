@@ -65,6 +65,9 @@ import numpy as np
 
 from codec import raster_kernels as K
 from codec.raster_kernels import _join, _split, bounds
+from codec.wavelet_kernels import _bucket, _sign_rows, bands, sizes
+from codec.wavelet_kernels import band_class as _band_class
+from codec.wavelet_kernels import med_residual as _med_residual
 
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 FILES = ("693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "CT_small.dcm", str(TRAIN / "CT/wg04/CT2_UNC.dcm"),
@@ -73,7 +76,6 @@ FILES = ("693_UNCR.dcm", "J2K_pixelrep_mismatch.dcm", "CT_small.dcm", str(TRAIN 
          "RG1_UNCR.dcm", str(TRAIN / "CR/wg04/RG2_JLSL.dcm"))
 LIFT = np.array([-1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971])
 ZETA = 1.149604398860241
-MAX_LEVELS, MIN_SIDE = 5, 16
 NB, NCLASS = 12, 7  # neighbourhood buckets, band classes
 NP = 4  # parent classes
 NCTX = NCLASS * NB * NP
@@ -151,25 +153,6 @@ def _dwt(a, hs, ws, inv):
             _pass(a, h, w, False, False)
 
 
-def sizes(shape) -> tuple[np.ndarray, np.ndarray]:
-    hs, ws = [shape[0]], [shape[1]]
-    while len(hs) <= MAX_LEVELS and min(hs[-1], ws[-1]) >= MIN_SIDE:
-        hs.append((hs[-1] + 1) // 2)
-        ws.append((ws[-1] + 1) // 2)
-    return np.array(hs, np.int64), np.array(ws, np.int64)
-
-
-def bands(shape) -> list[tuple[int, int, int, int, int, int]]:
-    """(r0, r1, c0, c1, orientation 0 LL 1 HL 2 LH 3 HH, level), coarse to fine."""
-    hs, ws = sizes(shape)
-    L = len(hs) - 1
-    out = [(0, hs[L], 0, ws[L], 0, L)]
-    for lev in range(L, 0, -1):
-        h, w, H, W = hs[lev], ws[lev], hs[lev - 1], ws[lev - 1]
-        out += [(0, h, w, W, 1, lev), (h, H, 0, w, 2, lev), (h, H, w, W, 3, lev)]
-    return [tuple(int(v) for v in b) for b in out]
-
-
 @lru_cache(maxsize=32)
 def gains(shape) -> tuple[float, ...]:
     """Each band's synthesis L2 gain: the energy of the image a unit coefficient at its centre inverts to."""
@@ -184,15 +167,6 @@ def gains(shape) -> tuple[float, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- contexts
-@nb.njit(cache=True)
-def _bucket(v):
-    if v == 0:
-        return 0
-    lg = K._ilog2(v)
-    half = (v >> (lg - 1)) & 1 if lg > 0 else 0
-    return min(1 + 2 * lg + half, NB - 1)
-
-
 @nb.njit(cache=True)
 def _contexts(t, M, PM, has_parent, cls, ctx):
     h, w = M.shape
@@ -269,31 +243,6 @@ def _put_mags(t, M, tok, raw):
 
 
 @nb.njit(cache=True)
-def _sgn(v):
-    return 0 if v == 0 else (1 if v > 0 else 2)
-
-
-@nb.njit(cache=True)
-def _sign_rows(t, S, M, cls, scounts, sctx, srows, ssym, decoding):
-    """Sign contexts (class x sign W x sign N) and rows of the nonzero coefficients on wavefront t; the encoder's
-    symbols (1 = negative) too."""
-    h, w = M.shape
-    i0, i1 = bounds(t, h, w)
-    ns = 0
-    for i in range(i0, i1 + 1):
-        j = t - 2 * i
-        if M[i, j] == 0:
-            continue
-        c = (cls * 3 + (_sgn(S[i, j - 1]) if j > 0 else 0)) * 3 + (_sgn(S[i - 1, j]) if i > 0 else 0)
-        sctx[ns] = c
-        srows[ns, 0], srows[ns, 1] = scounts[c, 0], scounts[c, 1]
-        if not decoding:
-            ssym[ns] = 1 if S[i, j] < 0 else 0
-        ns += 1
-    return ns
-
-
-@nb.njit(cache=True)
 def _put_signs(t, S, M, ssym):
     h, w = M.shape
     i0, i1 = bounds(t, h, w)
@@ -305,31 +254,6 @@ def _put_signs(t, S, M, ssym):
             if ssym[ns]:
                 S[i, j] = -M[i, j]
             ns += 1
-
-
-@nb.njit(cache=True)
-def _med_residual(Q, S, inverse):
-    """LL band: S = Q - MED(W, N, NW) (inverse: Q from S, in raster order)."""
-    h, w = Q.shape
-    for i in range(h):
-        for j in range(w):
-            if i == 0 and j == 0:
-                p = 0
-            elif i == 0:
-                p = Q[i, j - 1]
-            elif j == 0:
-                p = Q[i - 1, j]
-            else:
-                a, b, c = Q[i, j - 1], Q[i - 1, j], Q[i - 1, j - 1]
-                p = min(a, b) if c >= max(a, b) else (max(a, b) if c <= min(a, b) else a + b - c)
-            if inverse:
-                Q[i, j] = S[i, j] + p
-            else:
-                S[i, j] = Q[i, j] - p
-
-
-def _band_class(orient: int, level: int) -> int:
-    return 0 if orient == 0 else 1 + 2 * min(level - 1, 2) + (orient == 3)
 
 
 class _Coder:

@@ -47,12 +47,16 @@ def margin(psnr: float, ssim: float, gate) -> float:
     return m
 
 
-def steered_q(q: int, psnr: float, ssim: float, gate) -> int:
-    """The rate point at which a decode that measured this PSNR and SSIM at q would just meet the gate."""
-    m = margin(psnr, ssim, gate)
+def _aim(q: int, m: float, db_per_q: float) -> int:
+    """The rate point at which a decode with margin m at q would just meet the gate, PSNR moving db_per_q a point."""
     if math.isinf(m):
         return 0 if m > 0 else WAVELET_Q_MAX + 1
-    return q + math.ceil(-m / _DB_PER_Q - 1e-9)
+    return q + math.ceil(-m / db_per_q - 1e-9)
+
+
+def steered_q(q: int, psnr: float, ssim: float, gate) -> int:
+    """The rate point at which a decode that measured this PSNR and SSIM at q would just meet the gate."""
+    return _aim(q, margin(psnr, ssim, gate), _DB_PER_Q)
 
 
 def search(gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T], Outcome]) -> T | None:
@@ -94,11 +98,11 @@ def search(gate, peak: float, attempt: Callable[[Mode], T], outcome: Callable[[T
                 aim = (q0 + q1) // 2
             q = min(max(aim, q0 + 1), q1 - 1)
         else:
-            aim = steered_q(q, result.psnr, result.ssim, gate)
+            slope = _DB_PER_Q
             if previous is not None and math.isfinite(m) and math.isfinite(previous[1]) and previous[0] != q:
-                slope = (m - previous[1]) / (q - previous[0])  # dB a rate point, measured
-                if slope > 0:
-                    aim = q + math.ceil(-m / slope - 1e-9)
+                measured = (m - previous[1]) / (q - previous[0])
+                slope = measured if measured > 0 else slope
+            aim = _aim(q, m, slope)
             if result.passed:
                 if aim >= q or aim < 0:  # at the boundary by the model: a coarser point would fail
                     break

@@ -22,8 +22,8 @@ from codec.errors import CodecError, ModelError
 from codec.modes import Mode
 from codec.values import check_fits, value_range
 
-__all__ = ["CodecError", "NO_LATENTS", "codec_identity", "decode", "encode", "encode_many", "payload_info",
-           "sections"]
+__all__ = ["CodecError", "NO_LATENTS", "codec_identity", "decode", "encode", "encode_decoded", "encode_many",
+           "payload_info", "sections"]
 
 
 def _model() -> learned.LearnedModel:
@@ -60,6 +60,22 @@ def _dtype_code(dt: np.dtype) -> str:
 def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool, tile: int = tiles.DEFAULT_TILE) -> bytes:
     """One 2-D frame of stored integer values (`bits_stored` bits, two's complement when `signed`) -> a
     self-describing payload in `mode`. Raises CodecError for values that do not fit or a mode the model lacks."""
+    coder, s, model, mode = _prepare(values, mode, bits_stored, signed, tile)
+    return coder.encode(s, model, mode)
+
+
+def encode_decoded(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
+                   tile: int = tiles.DEFAULT_TILE) -> tuple[bytes, np.ndarray | None]:
+    """encode() and the stored values the payload decodes to (decode()'s array, same dtype) where the coder
+    computes them on the way: the residual and wavelet coders run the decoder's integer arithmetic at encode. None
+    for the learned lossy layer (decode the payload to know). A search that judges many candidates saves their
+    decodes; what is kept is still decoded from where it is stored (flows.chunk_work.confirm_chunk)."""
+    coder, s, model, mode = _prepare(values, mode, bits_stored, signed, tile)
+    payload, decoded = coder.encode_decoded(s, model, mode)
+    return payload, (None if decoded is None else decoded.astype(np.dtype(s.header.dtype)))
+
+
+def _prepare(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool, tile: int):
     mode = Mode.parse(mode)
     values = _check_values(values, bits_stored, signed)
     model = _model()
@@ -77,7 +93,7 @@ def encode(values: np.ndarray, mode: Mode | str, bits_stored: int, signed: bool,
         bits_stored=int(bits_stored), signed=bool(signed), rows=values.shape[0], cols=values.shape[1], tile=tile,
         lo=lo, hi=hi, values_sha=bitstream.values_digest(v64),
     )
-    return coder.encode(coders.Slice(v64, grid, header, vmin, vmax), model, mode)
+    return coder, coders.Slice(v64, grid, header, vmin, vmax), model, mode
 
 
 def encode_many(frames: Sequence[np.ndarray], mode: Mode | str, bits_stored: int, signed: bool) -> list[bytes]:

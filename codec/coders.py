@@ -47,7 +47,12 @@ class Coder:
         raise NotImplementedError
 
     def encode(self, s: Slice, model: learned.LearnedModel, mode: Mode) -> bytes:
-        raise NotImplementedError
+        return self.encode_decoded(s, model, mode)[0]
+
+    def encode_decoded(self, s: Slice, model: learned.LearnedModel, mode: Mode) -> tuple[bytes, np.ndarray | None]:
+        """The payload and the stored values it decodes to where the encoder computed them on the way (the
+        decoder's exact integer arithmetic, so they are what decode() returns), else None."""
+        return self.encode(s, model, mode), None
 
     def needs_model(self, h: bitstream.Header) -> bool:
         return h.rate_point != NO_LATENTS
@@ -149,17 +154,19 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
     return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < margin * raster else residual_raster
 
 
-def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool) -> bytes:
+def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool
+                     ) -> tuple[bytes, np.ndarray]:
     """The raster residual layer (stream version 4 where the slice has constant blocks and k > 0, else 3; versions 2
     and 3 streams still decode), or version 1 where it codes the
     slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
     it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
-    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice."""
+    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice. Returns the
+    stream and the values it decodes to."""
     predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
-    res = residual_raster.encode_residual(values, recon, k, bits, signed, predictor)
+    res = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor)
     if (k > 0 or predictor.by_parity) and _probe(values, recon, k, bits, signed, predictor) is residual:
-        res = min(res, residual.encode_residual(values, recon, k, bits, signed), key=len)
+        res = min(res, residual.encode_residual_decoded(values, recon, k, bits, signed), key=lambda r: len(r[0]))
     return res
 
 
@@ -170,7 +177,7 @@ class ResidualCoder(Coder):
     def rate_point(self, model, mode):
         return model.residual_q
 
-    def encode(self, s, model, mode):
+    def encode_decoded(self, s, model, mode):
         """The residual layer alone over a flat reconstruction (rate point NO_LATENTS).
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
@@ -181,8 +188,8 @@ class ResidualCoder(Coder):
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
         head = replace(h, rate_point=NO_LATENTS, recon_sha=bitstream.recon_digest(recon))
-        res = _residual_stream(s.values, recon, k, h.bits_stored, h.signed)
-        return bitstream.pack(bitstream.Payload(head, [], res))
+        res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed)
+        return bitstream.pack(bitstream.Payload(head, [], res)), decoded
 
     def decode(self, p, model, grid, vmin, vmax, exact):
         h = p.header
@@ -214,10 +221,10 @@ class WaveletCoder(Coder):
     def rate_point(self, model, mode):
         return NO_LATENTS
 
-    def encode(self, s, model, mode):
+    def encode_decoded(self, s, model, mode):
         h = s.header
-        stream = wavelet.encode_wavelet(s.values, mode.level, mode.bound, h.lo, h.hi)
-        return bitstream.pack(bitstream.Payload(h, [], stream))
+        stream, decoded = wavelet.encode_wavelet_decoded(s.values, mode.level, mode.bound, h.lo, h.hi)
+        return bitstream.pack(bitstream.Payload(h, [], stream)), decoded
 
     def decode(self, p, model, grid, vmin, vmax, exact):
         h = p.header

@@ -221,6 +221,12 @@ def _read_predictor(st: "_State", stream, cols, ctx: np.ndarray) -> np.ndarray:
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> bytes:
     """Code `values` given the decoder-side `recon` so that decoding keeps |values - decoded| <= k everywhere."""
+    return encode_residual_decoded(values, recon, k, bits_stored, signed)[0]
+
+
+def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool
+                            ) -> tuple[bytes, np.ndarray]:
+    """encode_residual's stream and the values it decodes to (the scan's own reconstruction)."""
     _check(values, recon, k, bits_stored, signed)
     v = values.astype(np.int64)
     st = _State(recon, k, bits_stored, signed)
@@ -245,7 +251,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
     head = _HEAD.pack(_MAGIC, _VERSION, k, bits_stored, int(signed), *v.shape, _crc(st.rec), _crc(st.dec))
-    return head + enc.get_compressed().astype("<u4").tobytes()
+    return head + enc.get_compressed().astype("<u4").tobytes(), st.dec.copy()
 
 
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:

@@ -173,6 +173,13 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     `predictor` (fitted to the values when None; a probe of a crop passes the whole slice's; bare weight sets are
     taken as one set or four parity sets), as a stream of `version`: None = 4 where k > 0 and the slice is constant
     on some EXACT_BLOCK² blocks, else 3; 2, 3 or 4 exactly, for measurements against each other."""
+    return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version)[0]
+
+
+def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
+                            predictor: Predictor | np.ndarray | None = None, version: int | None = None
+                            ) -> tuple[bytes, np.ndarray]:
+    """encode_residual's stream and the values it decodes to (the walk's own reconstruction)."""
     if version not in (None, *_SETS):
         raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
@@ -199,7 +206,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
             st.encode_signs(enc, n)
         st.encode_raw(enc, n, most)
         st.commit(t)
-    decoded = st.decoded()
+    decoded = st.decoded().copy()
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
@@ -211,7 +218,7 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
     if version == 4:
         packed = zlib.compress(np.packbits(exact).tobytes(), 9)
         sets += _MAP_LEN.pack(len(packed)) + packed
-    return head + sets + enc.get_compressed().astype("<u4").tobytes()
+    return head + sets + enc.get_compressed().astype("<u4").tobytes(), decoded
 
 
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:

@@ -94,6 +94,13 @@ def encode_wavelet(values: np.ndarray, q: int, bound: int | None, lo: int, hi: i
     """values (2-D, any integer dtype, inside lo..hi) at quality q; `bound`: the guard's max |error| (None: no
     guard); `offset`: the reconstruction offset r (None: the better of 0.5 and 0.375); `step`: D itself instead of
     step_of(q) (measurements)."""
+    return encode_wavelet_decoded(values, q, bound, lo, hi, offset, step=step)[0]
+
+
+def encode_wavelet_decoded(values: np.ndarray, q: int, bound: int | None, lo: int, hi: int,
+                           offset: float | None = None, *, step: float | None = None) -> tuple[bytes, np.ndarray]:
+    """encode_wavelet's stream and the values it decodes to (the decoder's integer reconstruction, which the
+    encoder computes for its guard anyway)."""
     v = np.asarray(values)
     if v.ndim != 2 or v.size == 0 or not np.issubdtype(v.dtype, np.integer):
         raise WaveletError(f"values must be a non-empty 2-D integer array, got {v.dtype} {v.shape}")
@@ -136,7 +143,7 @@ def encode_wavelet(values: np.ndarray, q: int, bound: int | None, lo: int, hi: i
     _, _, off, guard, rec = best
     head = _HEAD.pack(MAGIC, shape[0], shape[1], q, off, len(hs) - 1, maxbits,
                       NO_GUARD if bound is None else bound, _crc(rec), len(words), len(raw))
-    return head + steps.astype("<u4").tobytes() + words.astype("<u4").tobytes() + raw + guard
+    return head + steps.astype("<u4").tobytes() + words.astype("<u4").tobytes() + raw + guard, rec
 
 
 def reconstruct(qs: list[np.ndarray], shape: tuple[int, int], steps: np.ndarray, off: int, lo: int,

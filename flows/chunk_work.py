@@ -1,8 +1,9 @@
 """The work of one chunk, as plain functions a worker process runs (flows.workers): compose dicom_io, the codec
 and quality; no Prefect here.
 
-encode: each input frame is read once, encoded at its policy's mode, decoded and measured against the values just
-read (a lossless mode needs no decode: its figures are exact by definition), and re-encoded at the next stricter
+encode: each input frame is read once, encoded at its policy's mode, decoded (or reconstructed by its encoder:
+codec.api.encode_decoded) and measured against the values just read (a lossless mode needs no decode: its figures
+are exact by definition), and re-encoded at the next stricter
 mode while it fails its gate (the escalation ladder), all before the archive is written, so the archive is written
 once. confirm: each payload is decoded from the written FILE and must reproduce the values measured at encode
 (their SHA-256), so the figures recorded are the figures of what the archive really decodes to, and no input is
@@ -52,19 +53,21 @@ def codec_name(payload: bytes) -> str:
     return f"{name}:{info['model_hash']}" if info.get("model_hash") else name
 
 
-def _measure(values: np.ndarray, values_sha: str, payload: bytes, mode: Mode, gate: Gate, inst: Instance
-             ) -> tuple[gates.Evaluation, str]:
-    """(evaluation, SHA-256 of the decoded values) of one payload against the values it was encoded from."""
+def _measure(values: np.ndarray, values_sha: str, payload: bytes, decoded: np.ndarray | None, mode: Mode,
+             gate: Gate, inst: Instance) -> tuple[gates.Evaluation, str]:
+    """(evaluation, SHA-256 of the decoded values) of one payload against the values it was encoded from; `decoded`:
+    what the encoder says it decodes to (codec.api.encode_decoded), None to decode it here."""
     fmt = inst.pixel
     if mode.is_lossless:  # exact by definition; confirm_chunk proves it on the decode from the file
         return gates.evaluate(values, values, gate, mode, bits_stored=fmt.bits_stored, modality=inst.modality,
                               rescale_slope=inst.rescale_slope), values_sha
-    try:
-        decoded = codec_api.decode(payload)
-    except codec_api.CodecError as exc:
-        failed = gates.unmeasured("not decodable", fmt.bits_stored, modality=inst.modality,
-                                  rescale_slope=inst.rescale_slope, integrity=(f"decode failed: {exc}",))
-        return failed, "not decodable"
+    if decoded is None:
+        try:
+            decoded = codec_api.decode(payload)
+        except codec_api.CodecError as exc:
+            failed = gates.unmeasured("not decodable", fmt.bits_stored, modality=inst.modality,
+                                      rescale_slope=inst.rescale_slope, integrity=(f"decode failed: {exc}",))
+            return failed, "not decodable"
     judged = gates.evaluate(values, decoded, gate, mode, bits_stored=fmt.bits_stored, modality=inst.modality,
                             rescale_slope=inst.rescale_slope)
     return judged, _digest(decoded, values.dtype) or "out-of-range"  # out of range: never equal to a confirmed one
@@ -94,7 +97,9 @@ def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: 
 def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, policy: Mode | Auto, gate: Gate,
                  ceiling: Mode) -> EncodedFrame:
     """Encode one frame as quality.escalation.settle decides (the policy's mode or `auto`'s search, then stricter
-    modes while its gate fails and the ladder allows), each attempt measured on its own decode."""
+    modes while its gate fails and the ladder allows), each attempt measured on what it decodes to (the encoder's
+    own reconstruction where the coder has one: codec.api.encode_decoded; confirm_chunk then decodes the kept
+    payload from the file and must find the same values)."""
     from archive import values_sha256
 
     fmt = inst.pixel
@@ -102,9 +107,9 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
     values_sha = values_sha256(values)
 
     def attempt(mode: Mode) -> EncodedFrame:
-        payload = codec_api.encode(values, mode, fmt.bits_stored, fmt.signed)
+        payload, decoded = codec_api.encode_decoded(values, mode, fmt.bits_stored, fmt.signed)
         codec = codec_name(payload)
-        judged, decoded_sha = _measure(values, values_sha, payload, mode, gate, inst)
+        judged, decoded_sha = _measure(values, values_sha, payload, decoded, mode, gate, inst)
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)
         return EncodedFrame(inst.sop_instance_uid, index, mode, codec, payload, values_sha, decoded_sha, quality)
 

@@ -45,8 +45,9 @@ def ours(frame, gate) -> tuple[int, str]:
     peak = metrics.psnr_peak(frame.values)
 
     def attempt(mode):
-        payload = api.encode(frame.values, mode, frame.bits_stored, frame.signed)
-        decoded = frame.values if mode.is_lossless else api.decode(payload)
+        payload, decoded = api.encode_decoded(frame.values, mode, frame.bits_stored, frame.signed)
+        if decoded is None:
+            decoded = api.decode(payload)
         judged = gates.evaluate(frame.values, decoded, gate, mode, bits_stored=frame.bits_stored,
                                 modality=frame.modality, rescale_slope=frame.rescale_slope)
         return auto.Outcome(mode, judged.passed, judged["psnr"], judged["ssim"], len(payload), bool(judged.integrity))

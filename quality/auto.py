@@ -140,8 +140,8 @@ def search(original: np.ndarray, gate, peak: float, ceiling: Mode, attempt: Call
     tries, each at the smaller k the last failure predicts (aiming 6 % short), while the `ceiling` (the strictest
     mode allowed) permits it; after a pass, up to _PROBES tries, each aimed by the last decode's figures (6 % past a
     pass, 6 % short of a failure) and kept between the largest k known to pass and the smallest known to fail (PSNR
-    and SSIM are not quite monotone in k: the residual layer's choices change with it). Every candidate is confirmed by its own decode, so a wrong
-    prediction costs an encode, never a slice outside its gate. An attempt with an integrity problem ends the
+    and SSIM are not quite monotone in k: the residual layer's choices change with it). Every candidate is judged on
+    the values it decodes to, so a wrong prediction costs an encode, never a slice outside its gate. An attempt with an integrity problem ends the
     search at once. With no pass the caller's escalation ladder takes over from the returned failure's mode."""
     mode = first_mode(np.asarray(original), gate, peak)
     first = attempt(mode)

@@ -142,3 +142,34 @@ def test_payload_info_and_identity(ct):
     assert info["lo"] == int(v.min()) and info["hi"] == int(v.max())
     ident = api.codec_identity()
     assert ident.startswith("medzip-hp-v1:") and ident.endswith(info["model_hash"])
+
+
+# each residual stream version new payloads use (v3 lossless, v4 with exact blocks, v1 where the slice is
+# interleaved), the wavelet with and without its guard
+@pytest.mark.parametrize("name,mode,layer", [
+    ("693_UNCR.dcm", "lossless", b"MZR3"), ("693_UNCR.dcm", "near-lossless:2", b"MZR4"),
+    ("693_UNCI.dcm", "lossless", b"MZR1"), ("693_UNCI.dcm", "near-lossless:5", b"MZR1"),
+    ("emri_small.dcm", "near-lossless:2", b"MZR3"), ("MR_small.dcm", "wavelet:140/6", b"MZW1"),
+    ("MR_small.dcm", "wavelet:90", b"MZW1")])
+def test_encode_decoded_is_what_decode_gives(name, mode, layer):
+    """encode_decoded's values stand in for a decode in auto's search: they must be decode()'s, value and dtype."""
+    from tests.realdata import find
+
+    ds = pydicom.dcmread(find(name))
+    v = ds.pixel_array
+    v = v[0] if v.ndim == 3 else v
+    bits, signed = int(ds.BitsStored), bool(ds.PixelRepresentation)
+    payload, decoded = api.encode_decoded(v, mode, bits, signed)
+    assert payload == api.encode(v, mode, bits, signed)
+    assert bytes(api.sections(payload).residual[:4]) == layer
+    reference = api.decode(payload)
+    assert decoded.dtype == reference.dtype == v.dtype
+    np.testing.assert_array_equal(decoded, reference)
+    if Mode.parse(mode).is_lossless:
+        np.testing.assert_array_equal(decoded, v)
+
+
+def test_encode_decoded_leaves_the_learned_layer_to_decode():
+    v, bits, signed = _slice("693_UNCR.dcm")
+    payload, decoded = api.encode_decoded(v[192:256, 192:256], "lossy:1", bits, signed)
+    assert decoded is None and api.decode(payload).shape == (64, 64)

@@ -107,9 +107,10 @@ def test_residual_coder_never_keeps_a_layer_larger_than_the_raster_layer_whole(m
 
     interleaved = residual
     tried = []
-    real = interleaved.encode_residual
+    real = interleaved.encode_residual_decoded
     monkeypatch.setattr(coders, "_probe", lambda *args: interleaved)
-    monkeypatch.setattr(interleaved, "encode_residual", lambda values, *a: tried.append(values.shape) or real(values, *a))
+    monkeypatch.setattr(interleaved, "encode_residual_decoded",
+                        lambda values, *a: tried.append(values.shape) or real(values, *a))
     ds = pydicom.dcmread(find("693_UNCR.dcm"))
     frame = ds.pixel_array
     payload = api.encode(frame, "near-lossless:30", int(ds.BitsStored), bool(ds.PixelRepresentation))

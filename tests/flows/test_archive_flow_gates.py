@@ -209,3 +209,25 @@ def test_wavelet_frames_are_released_within_their_guard_and_labelled_when_retrie
     assert ds.LossyImageCompression == "01" and _values(ds, "LossyImageCompressionMethod")[-1] == WAVELET_METHOD
     original = pydicom.dcmread(files[0]).pixel_array.astype(np.int64)
     assert np.abs(ds.pixel_array.astype(np.int64) - original).max() <= 60
+
+
+def test_decoder_that_disagrees_with_its_encoder_quarantines(prefect_server, tmp_path, monkeypatch):
+    """Near-lossless attempts are judged on the encoder's own reconstruction (codec.api.encode_decoded); a decoder
+    that gives other values is caught where the archive is read back, not released with figures it does not have."""
+    from codec import api
+
+    from flows.archive_flow import archive_study
+
+    real_decode = api.decode
+
+    def corrupt(payload, *a, **k):
+        values = real_decode(payload, *a, **k).copy()
+        values[0, 0] += 1  # within the gate's max error: only the comparison with the encoder can see it
+        return values
+
+    monkeypatch.setattr(api, "decode", corrupt)
+    config = make_config(tmp_path, mode="near-lossless:2", gates={"default": Gate(max_error_max=4)})
+    files = write_study(tmp_path / "in", "1.2.826.0.1.3680043.8.498.20009", [_find("CT_small.dcm")])
+    outcome = archive_study(files, config)
+    assert outcome.status == "quarantined"
+    assert any("does not reproduce the measured values" in r for r in outcome.reasons), outcome.reasons

@@ -61,9 +61,31 @@ only on the 64 x 64 MR slices (-3 % against +1 %), loses up to 2.5 points on 512
 Measuring walk, ms per 512 x 512 (one shared core, ideal-cost logs included): v3 62, bc_* 68-70, cm 404 (so about
 +340 ms for the mixer's ~8-12 binary decisions a pixel, both encoder and decoder).
 
+Cheaper mixers (2 December 2026; designs "cm:m=...:apm=...:mb=..." pick the models by their index in MODELS, the
+APM and the mantissa bits modelled; 512 crops of 693_UNCR and MR2_UNCR, k 0 / 4, vs v3, ms per 512 x 512 measuring
+walk in the same run, v3 47-48):
+
+| design | CT k=0 | CT k=4 | MR k=0 | MR k=4 | ms |
+|---|---|---|---|---|---|
+| cm (all 8 models, APM, 3 mantissa bits) | -4.80 % | -9.44 % | -1.57 % | -2.23 % | 274-276 |
+| without order0 / act / act_state (each alone) | -4.87..-4.92 | -9.62..-9.73 | -1.58..-1.63 | -2.23..-2.27 | 263-269 |
+| without eW_eN / experr_state / level_act / signs_act | -4.64 / -4.63 / -4.40 / -4.01 | -9.23 / -8.04 / -9.07 / -8.58 | -1.34 / -1.61 / -1.48 / -1.17 | -2.05 / -2.24 / -2.17 / -1.36 | 262-269 |
+| cm:m=3,5,6,7 (four models) | -4.98 % | -9.76 % | -1.67 % | -2.31 % | 243 |
+| cm:m=3,5,7 | -4.21 % | -8.57 % | -1.52 % | -2.20 % | 238 |
+| cm:m=3,5,7:mb=1 | -3.62 % | -7.39 % | -1.20 % | -2.08 % | 220 |
+| cm:apm=0 / cm:mb=1 / cm:mb=0 (8 models) | -4.71 / -4.22 / -1.91 | -8.84 / -8.29 / -6.17 | -1.34 / -1.27 / -0.19 | -2.27 / -2.11 / +0.80 | 269 / 251 / 228 |
+| cm_seq (per-pixel updates) | -4.95 % | -9.97 % | -1.62 % | -2.25 % | 249 |
+
+Four models carry all of the gain (three are redundant with the others), but the time hardly follows the model
+count: about 190 ms of the mixer's ~200 ms over v3 is per binary decision (~10 a pixel on CT: the unary exponent
+class, three mantissa bits, the sign; ~70 ns each here), so a mixer within the 100 ms decode budget needs fewer
+decisions a pixel (the exponent class from v3's multi-symbol counts, the mixer on what is left), not fewer models.
+
     cd /work/wt-cm && PYTHONPATH=/work/wt-cm NUMBA_CACHE_DIR=/tmp/numba-cm /work/main/.venv/bin/python \
         -m lab.context_mixing --designs v3 bc_tex bc_mix cm cmL bc_tex+cm bc_mix+cmL     (about 9 min)
     ... -m lab.context_mixing --files 693_UNCR.dcm MR2_UNCR.dcm --crop 512 --k 0 4 --designs v3 cm cm_seq --no-real
+    ... -m lab.context_mixing --files 693_UNCR.dcm MR2_UNCR.dcm --crop 512 --k 0 4 --no-real \
+        --designs v3 cm cm:m=3,5,6,7 cm:m=3,5,7 cm:m=3,5,7:mb=1 cm:apm=0 cm:mb=1 cm:mb=0 cm_seq
 """
 from __future__ import annotations
 
@@ -157,15 +179,18 @@ class CMState:
 
 
 @nb.njit(cache=True)
-def cm_bit(y, ctxs, b, a, mixset, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots):
-    """Code one binary decision y in bin b: returns its cost in bits; updates now (seq) or logs the update."""
-    x = np.empty(N_IN, np.int64)
+def cm_bit(y, ctxs, b, a, mixset, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots, cfg, xbuf):
+    """Code one binary decision y in bin b: returns its cost in bits; updates now (seq) or logs the update.
+    cfg: [number of models used, their indices (8 slots), APM on, mantissa bits modelled]."""
+    x = xbuf
+    x[:] = 0
     dot = np.int64(0)
-    for i in range(N_IN - 1):
+    for ii in range(cfg[0]):
+        i = cfg[1 + ii]
         s = MODEL_BASE[i] + ctxs[i] * NBIN + b
-        slots[i] = s
-        x[i] = STRETCH[cp[s] >> 10]
-        dot += x[i] * w[mixset, i]
+        slots[ii] = s
+        x[ii] = STRETCH[cp[s] >> 10]
+        dot += x[ii] * w[mixset, ii]
     x[N_IN - 1] = 256
     dot += 256 * w[mixset, N_IN - 1]
     pm = squash(dot >> 16)
@@ -175,12 +200,12 @@ def cm_bit(y, ctxs, b, a, mixset, cp, cn, w, apm, climit, lr, seq, log, nlog, xs
     wt = st & 4095
     ac = b * 24 + a
     pa = (apm[ac, lo] * (4096 - wt) + apm[ac, min(lo + 1, N_APM - 1)] * wt) >> 16
-    p = (pm + 3 * pa) >> 2
+    p = (pm + 3 * pa) >> 2 if cfg[9] else pm
     p = min(max(p, 1), 4095)
     pr = p if y else 4096 - p
     cost = -LOG2[pr - 1]
     if seq:
-        _cm_update(y, slots, x, mixset, pm, ac, lo, wt, cp, cn, w, apm, climit, lr)
+        _cm_update(y, slots, x, mixset, pm, ac, lo, wt, cp, cn, w, apm, climit, lr, cfg)
     else:
         k = nlog[0]
         log[k, 0] = y
@@ -191,43 +216,46 @@ def cm_bit(y, ctxs, b, a, mixset, cp, cn, w, apm, climit, lr, seq, log, nlog, xs
         log[k, 5] = wt
         for i in range(N_IN):
             xs[k, i] = x[i]
-        for i in range(N_IN - 1):
+        for i in range(cfg[0]):
             xs[k, N_IN + i] = slots[i]
         nlog[0] = k + 1
     return cost
 
 
 @nb.njit(cache=True)
-def _cm_update(y, slots, x, mixset, pm, ac, lo, wt, cp, cn, w, apm, climit, lr):
-    for i in range(N_IN - 1):
+def _cm_update(y, slots, x, mixset, pm, ac, lo, wt, cp, cn, w, apm, climit, lr, cfg):
+    for i in range(cfg[0]):
         s = slots[i]
         cp[s] += (((y << 22) - cp[s]) * DT[cn[s]]) >> 16
         if cn[s] < climit:
             cn[s] += 1
     err = ((y << 12) - pm) * lr
-    for i in range(N_IN):
+    for i in range(cfg[0]):
         w[mixset, i] += (x[i] * err) >> 14
+    w[mixset, N_IN - 1] += (x[N_IN - 1] * err) >> 14
+    if not cfg[9]:
+        return
     g = (y << 16) + (y << 7) - y - y
     j = lo if wt < 2048 else min(lo + 1, N_APM - 1)
     apm[ac, j] += (g - apm[ac, j]) >> 7
 
 
 @nb.njit(cache=True)
-def cm_flush(log, xs, nlog, cp, cn, w, apm, climit, lr):
+def cm_flush(log, xs, nlog, cp, cn, w, apm, climit, lr, cfg):
     slots = np.empty(N_IN - 1, np.int64)
     x = np.empty(N_IN, np.int64)
     for k in range(nlog[0]):
         for i in range(N_IN):
             x[i] = xs[k, i]
-        for i in range(N_IN - 1):
+        for i in range(cfg[0]):
             slots[i] = xs[k, N_IN + i]
         _cm_update(log[k, 0], slots, x, log[k, 1], log[k, 2], log[k, 3], log[k, 4], log[k, 5], cp, cn, w, apm,
-                   climit, lr)
+                   climit, lr, cfg)
     nlog[0] = 0
 
 
 @nb.njit(cache=True)
-def cm_pixel(u, neg, ctxs, a, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots, msplit):
+def cm_pixel(u, neg, ctxs, a, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots, msplit, cfg, xbuf):
     """|q| = u as a unary exponent class, up to 3 modelled mantissa bits, the rest raw; then the (flipped) sign.
     Returns (modelled bits, raw bits)."""
     e = eclass(u)
@@ -236,20 +264,22 @@ def cm_pixel(u, neg, ctxs, a, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, sl
     for j in range(e + 1):
         b = min(j, 31)
         cost += cm_bit(1 if j < e else 0, ctxs, b, a, b * 3 + asel, cp, cn, w, apm, climit, lr, seq, log, nlog, xs,
-                       slots)
+                       slots, cfg, xbuf)
     raw = 0
     if e >= 2:
         nb_ = e - 1  # bits below the leading one
         node = 1
-        for pos in range(min(nb_, 3)):
+        for pos in range(min(nb_, cfg[10])):
             bit = (u >> (nb_ - 1 - pos)) & 1
             b = 32 + min(e, 23) * 8 + node
-            cost += cm_bit(bit, ctxs, b, a, b * 3 + asel, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots)
+            cost += cm_bit(bit, ctxs, b, a, b * 3 + asel, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots, cfg,
+                           xbuf)
             node = 2 * node + bit
-        raw = max(nb_ - 3, 0)
+        raw = max(nb_ - cfg[10], 0)
     if e > 0:
         b = 240 + min(e, 7)
-        cost += cm_bit(neg, ctxs, b, a, b * 3 + asel, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots)
+        cost += cm_bit(neg, ctxs, b, a, b * 3 + asel, cp, cn, w, apm, climit, lr, seq, log, nlog, xs, slots, cfg,
+                       xbuf)
     return cost, raw
 
 
@@ -277,7 +307,7 @@ def _bias_update(bc, err, B, N, C, reset):
 
 @nb.njit(cache=True)
 def walk(v, k, lo, hi, weights, thresholds, A, bias_mode, bias_seq, bias_reset, bias_min_act, act_mode, cm_on, cm_seq, climit, lr,
-         msplit, cp, cn, w, apm, res):
+         msplit, cp, cn, w, apm, res, cfg):
     """Stream version 3's walk (its own kernels), optionally with bias-cancelled predictions and/or a context-mixing
     coder for |q| and the sign, measured side by side. res: v3 token bits, v3 sign bits, v3 raw bits,
     CM modelled bits, CM raw bits, sum of |q|."""
@@ -323,6 +353,7 @@ def walk(v, k, lo, hi, weights, thresholds, A, bias_mode, bias_seq, bias_reset, 
     # CM buffers
     ctxs = np.zeros(N_IN - 1, np.int64)
     slots = np.zeros(N_IN - 1, np.int64)
+    xbuf = np.zeros(N_IN, np.int64)
     maxlog = m_ * 64
     log = np.zeros((maxlog, 6), np.int64)
     xs = np.zeros((maxlog, 2 * N_IN - 1), np.int64)
@@ -428,11 +459,11 @@ def walk(v, k, lo, hi, weights, thresholds, A, bias_mode, bias_seq, bias_reset, 
                     sg = 80 - sg
                 ctxs[7] = sg * 4 + min(a // 6, 3)
                 c_, r_ = cm_pixel(abs(q[m]), neg[m], ctxs, a, cp, cn, w, apm, climit, lr, cm_seq, log, nlog, xs,
-                                  slots, msplit)
+                                  slots, msplit, cfg, xbuf)
                 res[3] += c_
                 res[4] += r_
             if not cm_seq:
-                cm_flush(log, xs, nlog, cp, cn, w, apm, climit, lr)
+                cm_flush(log, xs, nlog, cp, cn, w, apm, climit, lr, cfg)
         K.commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tok, no_exact)
         K3.commit(t, SQ, rows, cols, q, ctx, state, tok, counts3, dirty3, sctx, symbols, ns, scounts)
         for m in range(n):
@@ -468,9 +499,31 @@ DESIGNS = {
 }
 
 
+def cm_config(design: str) -> np.ndarray:
+    """A design's mixer configuration from its suffix: "cm" = all 8 models, APM on, 3 mantissa bits modelled;
+    "cm:m=1,3,6:apm=0:mb=1" = models 1, 3 and 6 of MODELS only, no APM, 1 mantissa bit modelled."""
+    models, apm, mb = list(range(len(MODELS))), 1, 3
+    for part in design.split(":")[1:]:
+        key, val = part.split("=")
+        if key == "m":
+            models = [int(x) for x in val.split(",")]
+        elif key == "apm":
+            apm = int(val)
+        elif key == "mb":
+            mb = int(val)
+        else:
+            raise ValueError(f"unknown mixer option {key!r} in {design!r}")
+    cfg = np.zeros(11, np.int64)
+    cfg[0] = len(models)
+    cfg[1:1 + len(models)] = models
+    cfg[9], cfg[10] = apm, mb
+    return cfg
+
+
 def run(v, k, bits, signed, predictor, design, params, state: CMState | None = None):
     """Ideal bits (v3 coder: tokens + signs + raw; CM coder: modelled + raw) of one design on one slice."""
     bias_mode, bias_seq, act_mode, cm_on, cm_seq = DESIGNS[design.split(":")[0]]
+    cfg = cm_config(design)
     bias_reset = params.get("reset", 64)
     lo, hi = value_range(bits, signed, ValueError)
     st = (state or CMState()).copy()
@@ -479,7 +532,7 @@ def run(v, k, bits, signed, predictor, design, params, state: CMState | None = N
     err = walk(v, k, lo, hi, predictor.weights, predictor.thresholds, A, bias_mode, bias_seq, bias_reset,
                params.get("bias_min_act", 2), act_mode,
                cm_on, cm_seq, params.get("climit", 255), params.get("lr", 2), params.get("msplit", 1),
-               st.cp, st.cn, st.w, st.apm, res)
+               st.cp, st.cn, st.w, st.apm, res, cfg)
     assert err <= k, (design, err, k)
     return res, st
 
@@ -569,6 +622,9 @@ def main() -> None:
         print(f"learned start from {len(slices)} training slices", flush=True)
     tot = collections.defaultdict(collections.Counter)
     timing = collections.Counter()
+    warm = np.arange(32 * 32, dtype=np.int64).reshape(32, 32) % 97
+    for d in args.designs:  # compile before timing
+        run(warm, 1, 12, False, fit_predictor(warm, 1, intensity=True), d, params, learned)
     for f, nf in files:
         name, mod, frames, bits, signed = load(f, nf, args.crop)
         for fi, v in enumerate(frames):
@@ -586,7 +642,7 @@ def main() -> None:
                     res, _ = run(v, k, bits, signed, pr, d, params, learned if d.endswith("cmL") else None)
                     timing[d] += time.perf_counter() - t0
                     timing[d + "_px"] += v.size
-                    if DESIGNS[d][3]:  # the context mixer's bits for |q| and the sign, plus raw bits
+                    if DESIGNS[d.split(":")[0]][3]:  # the context mixer's bits for |q| and the sign, plus raw bits
                         row[d] = head + (res[3] + res[4]) / 8
                     else:  # version 3's coder (on this design's prediction)
                         row[d] = head + (res[0] + res[1] + res[2]) / 8

@@ -77,8 +77,8 @@ walk in the same run, v3 47-48):
 | cm_seq (per-pixel updates) | -4.95 % | -9.97 % | -1.62 % | -2.25 % | 249 |
 
 Four models carry all of the gain (three are redundant with the others), but the time hardly follows the model
-count: about 190 ms of the mixer's ~200 ms over v3 is per binary decision (~10 a pixel on CT: the unary exponent
-class, three mantissa bits, the sign; ~70 ns each here), so a mixer within the 100 ms decode budget needs fewer
+count: most of the mixer's ~200 ms over v3 goes per binary decision, whatever the models (up to ~10 a pixel on CT
+lossless: the unary exponent class, three mantissa bits, the sign), so a mixer within the 100 ms decode budget needs fewer
 decisions a pixel (the exponent class from v3's multi-symbol counts, the mixer on what is left), not fewer models.
 
     cd /work/wt-cm && PYTHONPATH=/work/wt-cm NUMBA_CACHE_DIR=/tmp/numba-cm /work/main/.venv/bin/python \

@@ -156,8 +156,8 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool
                      ) -> tuple[bytes, np.ndarray]:
-    """The raster residual layer (stream version 4 where the slice has constant blocks and k > 0, else 3; versions 2
-    and 3 streams still decode), or version 1 where it codes the
+    """The raster residual layer (stream version 5: version 4's walk where the slice has constant blocks and k > 0,
+    else version 3's, under a compact header; versions 2-4 still decode), or version 1 where it codes the
     slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
     it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
@@ -182,7 +182,7 @@ class ResidualCoder(Coder):
 
         Earlier releases also coded latents + residual and kept the smaller payload; on 25 distinct bundled frames
         (lossless and near-lossless:2) the latents never paid for themselves, so the candidate is no longer coded.
-        The residual layer is the raster one (stream version 3 or 4), or version 1 where that is smaller
+        The residual layer is the raster one (stream version 5), or version 1 where that is smaller
         (_residual_stream).
         """
         h, k = s.header, mode.max_error_bound

@@ -1,4 +1,4 @@
-"""Residual layer, stream versions 2, 3 and 4: raster order with per-image and self-correcting prediction, by wavefronts.
+"""Residual layer, stream versions 2-5: raster order with per-image and self-correcting prediction, by wavefronts.
 
 A pixel's prediction mixes an integer combination of 12 causal decoded neighbours (weights summing to exactly
 2**SHIFT, fitted by the encoder with L1 reweighted least squares on a sample and sent in the stream, so flat regions
@@ -6,14 +6,15 @@ are predicted exactly; codec/raster_fit.py) with five fixed predictors, each wei
 (codec/raster_kernels.py). The residual r = value - prediction is quantised with step 2k+1 as in version 1
 (|value - decoded| <= k everywhere, k = 0 exact) and coded with constriction's range coder: a token per pixel from
 per-context adaptive integer counts (contexts: local activity in half octaves), the token's low bits raw. Version 3
-(what new streams are) codes the same walk with richer contexts: the neighbours' residual signs split the activity
+codes the same walk with richer contexts: the neighbours' residual signs split the activity
 contexts (with a back-off prior) and flip q, and the sign is a symbol of its own (codec/raster_kernels3.py); its
-predictor may also have one weight set per intensity class. Version 4 (what new near-lossless streams are where the
-slice is constant on some 8×8 blocks) is version 3 plus those blocks coded with step 1, each pixel predicted from
-a decoded neighbour in an exact block, so they decode exactly at any k (constant_blocks says why).
-Version 1 streams (codec/residual.py) keep decoding.
+predictor may also have one weight set per intensity class. Version 4 (for near-lossless slices constant on some
+8×8 blocks) is version 3 plus those blocks coded with step 1, each pixel predicted from
+a decoded neighbour in an exact block, so they decode exactly at any k (constant_blocks says why). Version 5 (what
+new streams are) is version 4's walk where k > 0 and a block is constant, else version 3's, under the compact
+header of codec/residual_header.py. Version 1 streams (codec/residual.py) keep decoding.
 
-Stream: header (magic MZR2, MZR3 or MZR4, k, bits, signed, rows, cols, base, the value above the first row (the first
+Stream versions 2-4: header (magic MZR2, MZR3 or MZR4, k, bits, signed, rows, cols, base, the value above the first row (the first
 pixel's), CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or
 one per pixel parity class for interleaved or upsampled images, or (version 3 only) three intensity class sets
 followed by their two thresholds), (version 4) the byte length and zlib data of the exact block map (np.packbits,
@@ -30,6 +31,7 @@ import numpy as np
 
 from codec import raster_kernels as K
 from codec import raster_kernels3 as K3
+from codec import residual_header as RH
 from codec.errors import ResidualError
 from codec.raster_fit import INTENSITY_CLASSES, Predictor, fit_predictor, fit_weights  # noqa: F401 (re-exported)
 from codec.values import check_fits, value_range
@@ -37,12 +39,13 @@ from codec.values import check_fits, value_range
 MAGIC = b"MZR2"
 MAGIC3 = b"MZR3"
 MAGIC4 = b"MZR4"
-_MAGICS = {MAGIC: 2, MAGIC3: 3, MAGIC4: 4}
+_MAGICS = {MAGIC: 2, MAGIC3: 3, MAGIC4: 4, RH.MAGIC5: 5}
 _MAGIC_OF = {version: magic for magic, version in _MAGICS.items()}
 _HEAD = struct.Struct("<4sIBBIIqqIIB")  # magic, k, bits, signed, rows, cols, base, top, recon crc, decoded crc, sets
 _WEIGHTS = struct.Struct(f"<{K.N_NEIGHBOURS}i")  # one weight set; the header says how many follow
 _THRESHOLDS = struct.Struct(f"<{INTENSITY_CLASSES - 1}q")  # after the weights of intensity class sets (version 3, 4)
-_SETS = {2: (1, 4), 3: (1, 4, INTENSITY_CLASSES), 4: (1, 4, INTENSITY_CLASSES)}  # weight set counts per version
+_SETS = {2: (1, 4), 3: (1, 4, INTENSITY_CLASSES), 4: (1, 4, INTENSITY_CLASSES),  # weight set counts per version
+         5: (1, 4, INTENSITY_CLASSES)}
 EXACT_BLOCK = 8  # version 4: the side of the blocks that are coded exactly where the slice is constant on them
 _MAP_LEN = struct.Struct("<I")
 
@@ -56,8 +59,11 @@ def _crc(a: np.ndarray) -> int:
 
 
 def weight_sets(data: bytes) -> int:
-    """How many weight sets a version 2, 3 or 4 stream carries: 4 says the slice has a pixel-parity structure."""
-    return _HEAD.unpack_from(bytes(data))[-1]
+    """How many weight sets a raster stream carries: 4 says the slice has a pixel-parity structure."""
+    data = bytes(data)
+    if data[:4] == RH.MAGIC5:
+        return len(RH.parse(data, K.N_NEIGHBOURS, INTENSITY_CLASSES)[0].weights)
+    return _HEAD.unpack_from(data)[-1]
 
 
 class _Walk:
@@ -171,8 +177,9 @@ def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: 
                     predictor: Predictor | np.ndarray | None = None, version: int | None = None) -> bytes:
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
     `predictor` (fitted to the values when None; a probe of a crop passes the whole slice's; bare weight sets are
-    taken as one set or four parity sets), as a stream of `version`: None = 4 where k > 0 and the slice is constant
-    on some EXACT_BLOCK² blocks, else 3; 2, 3 or 4 exactly, for measurements against each other."""
+    taken as one set or four parity sets), as a stream of `version`: None = 5 (version 4's walk where k > 0 and the
+    slice is constant on some EXACT_BLOCK² blocks, else version 3's, under the compact header of
+    codec/residual_header.py); 2, 3 or 4 exactly, for measurements against each other and old streams."""
     return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version)[0]
 
 
@@ -184,8 +191,9 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
         raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
-    exact = constant_blocks(v) if version == 4 or (version is None and k > 0) else None
-    if version is None:
+    compact = version in (None, 5)
+    exact = constant_blocks(v) if version == 4 or (compact and k > 0) else None
+    if compact:
         version = 4 if exact is not None and exact.any() else 3
     if predictor is None:
         predictor = fit_predictor(v, k, intensity=version >= 3)
@@ -210,6 +218,12 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
+    words = enc.get_compressed().astype("<u4").tobytes()
+    if compact:
+        packed = zlib.compress(np.packbits(exact).tobytes(), 9) if version == 4 else None
+        head = RH.Compact(k, bits_stored, bool(signed), *v.shape, base, top, _crc(decoded), weights,
+                          predictor.thresholds, packed)
+        return RH.pack(head) + words, decoded
     head = _HEAD.pack(_MAGIC_OF[version], k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded),
                       len(weights))
     sets = b"".join(_WEIGHTS.pack(*w.tolist()) for w in weights)
@@ -218,28 +232,17 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     if version == 4:
         packed = zlib.compress(np.packbits(exact).tobytes(), 9)
         sets += _MAP_LEN.pack(len(packed)) + packed
-    return head + sets + enc.get_compressed().astype("<u4").tobytes(), decoded
+    return head + sets + words, decoded
 
 
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:
     """Inverse of encode_residual given the same recon, k, bits_stored and signed (int64 array)."""
     data = bytes(data)
-    if len(data) < _HEAD.size + _WEIGHTS.size:
-        raise ResidualError(f"residual stream truncated: {len(data)} bytes")
-    magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec, n_sets = _HEAD.unpack_from(data)
-    if magic not in _MAGICS:
-        raise ResidualError(f"not a version 2, 3 or 4 residual stream (magic {magic!r})")
-    version = _MAGICS[magic]
-    if (k_s, bits_s, bool(signed_s), (rows, cols)) != (k, bits_stored, bool(signed), recon.shape):
-        raise ResidualError(
-            f"stream was coded with k={k_s}, bits={bits_s}, signed={bool(signed_s)}, shape={(rows, cols)}; "
-            f"decoder was given k={k}, bits={bits_stored}, signed={signed}, shape={recon.shape}")
-    if _check(None, recon, k, bits_stored, signed) != base or _crc(recon) != crc_rec:
-        raise ResidualError("recon differs from the one the residual was coded against")
-    predictor, body = _read_predictor(data, version, n_sets)
-    exact = None
-    if version == 4:
-        exact, body = _read_exact(body, (rows, cols))
+    if data[:4] == RH.MAGIC5:
+        version, predictor, exact, top, crc_dec, body = _read_compact(data, recon, k, bits_stored, signed)
+    else:
+        version, predictor, exact, top, crc_dec, body = _read_fixed(data, recon, k, bits_stored, signed)
+    rows, cols = recon.shape
     if len(body) % 4:
         raise ResidualError("residual stream truncated or corrupted (length not a whole number of words)")
     lo, hi = value_range(bits_stored, signed, ResidualError)
@@ -288,21 +291,64 @@ def _expand(exact: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _read_exact(body: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, bytes]:
     """Version 4: the block map after the predictor, and the range coder's bytes after it."""
-    r, c = shape[0] // EXACT_BLOCK, shape[1] // EXACT_BLOCK
     if len(body) < _MAP_LEN.size:
         raise ResidualError("residual stream truncated (no exact block map)")
     (size,) = _MAP_LEN.unpack_from(body)
     end = _MAP_LEN.size + size
+    if len(body) < end:
+        raise ResidualError("residual stream corrupted (exact block map of the wrong size)")
+    return _inflate_exact(body[_MAP_LEN.size : end], shape), body[end:]
+
+
+def _inflate_exact(zdata: bytes, shape: tuple[int, int]) -> np.ndarray:
+    r, c = shape[0] // EXACT_BLOCK, shape[1] // EXACT_BLOCK
     want = (r * c + 7) // 8
     try:
         inflater = zlib.decompressobj()
-        packed = inflater.decompress(body[_MAP_LEN.size : end], want + 1)
+        packed = inflater.decompress(zdata, want + 1)
     except zlib.error as exc:
         raise ResidualError(f"residual stream corrupted (exact block map: {exc})") from None
-    if len(body) < end or len(packed) != want or not inflater.eof or inflater.unused_data:
+    if len(packed) != want or not inflater.eof or inflater.unused_data:
         raise ResidualError("residual stream corrupted (exact block map of the wrong size)")
-    exact = np.unpackbits(np.frombuffer(packed, np.uint8), count=r * c).reshape(r, c)
-    return exact, body[end:]
+    return np.unpackbits(np.frombuffer(packed, np.uint8), count=r * c).reshape(r, c)
+
+
+def _mismatch(k_s: int, bits_s: int, signed_s: bool, shape: tuple[int, int], k: int, bits: int, signed: bool,
+              recon: np.ndarray) -> None:
+    if (k_s, bits_s, bool(signed_s), shape) != (k, bits, bool(signed), recon.shape):
+        raise ResidualError(
+            f"stream was coded with k={k_s}, bits={bits_s}, signed={bool(signed_s)}, shape={shape}; "
+            f"decoder was given k={k}, bits={bits}, signed={signed}, shape={recon.shape}")
+
+
+def _read_fixed(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool):
+    """Versions 2-4: (walk version, predictor, exact block map or None, top, decoded CRC, coder bytes)."""
+    if len(data) < _HEAD.size + _WEIGHTS.size:
+        raise ResidualError(f"residual stream truncated: {len(data)} bytes")
+    magic, k_s, bits_s, signed_s, rows, cols, base, top, crc_rec, crc_dec, n_sets = _HEAD.unpack_from(data)
+    if magic not in _MAGICS:
+        raise ResidualError(f"not a raster residual stream (magic {magic!r})")
+    version = _MAGICS[magic]
+    _mismatch(k_s, bits_s, signed_s, (rows, cols), k, bits, signed, recon)
+    if _check(None, recon, k, bits, signed) != base or _crc(recon) != crc_rec:
+        raise ResidualError("recon differs from the one the residual was coded against")
+    predictor, body = _read_predictor(data, version, n_sets)
+    exact = None
+    if version == 4:
+        exact, body = _read_exact(body, (rows, cols))
+    return version, predictor, exact, top, crc_dec, body
+
+
+def _read_compact(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool):
+    """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names."""
+    h, body = RH.parse(data, K.N_NEIGHBOURS, INTENSITY_CLASSES)
+    _mismatch(h.k, h.bits, h.signed, (h.rows, h.cols), k, bits, signed, recon)
+    if _check(None, recon, k, bits, signed) != h.base:
+        raise ResidualError("recon differs from the one the residual was coded against")
+    if np.any(np.diff(h.thresholds) <= 0):
+        raise ResidualError("residual stream corrupted: intensity thresholds out of order")
+    exact = None if h.exact_map is None else _inflate_exact(h.exact_map, recon.shape)
+    return (3 if exact is None else 4), Predictor(h.weights, h.thresholds), exact, h.top, h.crc_decoded, body
 
 
 def _read_predictor(data: bytes, version: int, n_sets: int) -> tuple[Predictor, bytes]:

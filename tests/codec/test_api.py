@@ -144,14 +144,14 @@ def test_payload_info_and_identity(ct):
     assert ident.startswith("medzip-hp-v1:") and ident.endswith(info["model_hash"])
 
 
-# each residual stream version new payloads use (v3 lossless, v4 with exact blocks, v1 where the slice is
-# interleaved), the wavelet with and without its guard
-@pytest.mark.parametrize("name,mode,layer", [
-    ("693_UNCR.dcm", "lossless", b"MZR3"), ("693_UNCR.dcm", "near-lossless:2", b"MZR4"),
-    ("693_UNCI.dcm", "lossless", b"MZR1"), ("693_UNCI.dcm", "near-lossless:5", b"MZR1"),
-    ("emri_small.dcm", "near-lossless:2", b"MZR3"), ("MR_small.dcm", "wavelet:140/6", b"MZW1"),
-    ("MR_small.dcm", "wavelet:90", b"MZW1")])
-def test_encode_decoded_is_what_decode_gives(name, mode, layer):
+# each residual stream new payloads use (version 5 over version 3's walk and over version 4's with exact blocks
+# (its flags byte, bit 1), v1 where the slice is interleaved), the wavelet with and without its guard
+@pytest.mark.parametrize("name,mode,layer,exact_map", [
+    ("693_UNCR.dcm", "lossless", b"MZR5", 0), ("693_UNCR.dcm", "near-lossless:2", b"MZR5", 1),
+    ("693_UNCI.dcm", "lossless", b"MZR1", None), ("693_UNCI.dcm", "near-lossless:5", b"MZR1", None),
+    ("emri_small.dcm", "near-lossless:2", b"MZR5", 0), ("MR_small.dcm", "wavelet:140/6", b"MZW1", None),
+    ("MR_small.dcm", "wavelet:90", b"MZW1", None)])
+def test_encode_decoded_is_what_decode_gives(name, mode, layer, exact_map):
     """encode_decoded's values stand in for a decode in auto's search: they must be decode()'s, value and dtype."""
     from tests.realdata import find
 
@@ -161,7 +161,10 @@ def test_encode_decoded_is_what_decode_gives(name, mode, layer):
     bits, signed = int(ds.BitsStored), bool(ds.PixelRepresentation)
     payload, decoded = api.encode_decoded(v, mode, bits, signed)
     assert payload == api.encode(v, mode, bits, signed)
-    assert bytes(api.sections(payload).residual[:4]) == layer
+    residual = bytes(api.sections(payload).residual)
+    assert residual[:4] == layer
+    if exact_map is not None:
+        assert (residual[4] >> 1) & 1 == exact_map
     reference = api.decode(payload)
     assert decoded.dtype == reference.dtype == v.dtype
     np.testing.assert_array_equal(decoded, reference)

@@ -1,4 +1,4 @@
-"""codec.residual_raster stream version 3 (MZR3; new near-lossless streams with constant blocks are version 4): exact, bounded, smaller than version 2 on
+"""codec.residual_raster stream version 3 (MZR3; new streams are version 5 over this walk or version 4's): exact, bounded, smaller than version 2 on
 CT, refusing corruption, kept decodable; version 2 streams keep decoding alongside."""
 import hashlib
 import json
@@ -51,7 +51,7 @@ def test_large_residuals_of_both_signs_and_full_range():
 
 def test_corruption_is_an_error_never_a_silent_result():
     v, bits, signed = real_slice("MR_small.dcm")
-    data = R.encode_residual(v, flat(v), 2, bits, signed)
+    data = R.encode_residual(v, flat(v), 2, bits, signed, version=3)
     rng = np.random.default_rng(11)
     for _ in range(20):
         bad = bytearray(data)
@@ -63,9 +63,9 @@ def test_corruption_is_an_error_never_a_silent_result():
             continue
         assert np.abs(out - v).max() <= 2
     with pytest.raises(ResidualError):
-        R.decode_residual(b"MZR5" + data[4:], flat(v), 2, bits, signed)
+        R.decode_residual(b"MZR6" + data[4:], flat(v), 2, bits, signed)
     with pytest.raises(ResidualError):
-        R.encode_residual(v, flat(v), 2, bits, signed, version=5)
+        R.encode_residual(v, flat(v), 2, bits, signed, version=6)
 
 
 def test_the_kept_version_3_stream_still_decodes():
@@ -94,7 +94,7 @@ def test_intensity_class_weights_only_in_version_3_and_their_thresholds_are_chec
     assert len(predictor.weights) == 3
     with pytest.raises(ResidualError):
         R.encode_residual(crop, flat(crop), 0, bits, signed, predictor, version=2)
-    data = bytearray(R.encode_residual(crop, flat(crop), 0, bits, signed, predictor))
+    data = bytearray(R.encode_residual(crop, flat(crop), 0, bits, signed, predictor, version=3))
     at = R._HEAD.size + 3 * R._WEIGHTS.size  # the two thresholds: swap them
     data[at : at + 16] = data[at + 8 : at + 16] + data[at : at + 8]
     with pytest.raises(ResidualError, match="thresholds"):

@@ -51,8 +51,8 @@ class Coder:
 
     def encode_decoded(self, s: Slice, model: learned.LearnedModel, mode: Mode) -> tuple[bytes, np.ndarray | None]:
         """The payload and the stored values it decodes to where the encoder computed them on the way (the
-        decoder's exact integer arithmetic, so they are what decode() returns), else None."""
-        return self.encode(s, model, mode), None
+        decoder's exact integer arithmetic, so they are what decode() returns), else None. What a coder implements."""
+        raise NotImplementedError
 
     def needs_model(self, h: bitstream.Header) -> bool:
         return h.rate_point != NO_LATENTS
@@ -111,9 +111,9 @@ class LossyCoder(Coder):
             raise CodecError(f"lossy:{mode.level}: this model has rate points 0..{model.Q - 1}")
         return mode.level
 
-    def encode(self, s, model, mode):
+    def encode_decoded(self, s, model, mode):
         _, chunks = learned.encode_latents(model, s.x, s.grid, s.header.rate_point)
-        return bitstream.pack(bitstream.Payload(s.header, chunks))
+        return bitstream.pack(bitstream.Payload(s.header, chunks)), None  # its decode runs the exact synthesis
 
     def needs_model(self, h):
         return True

@@ -14,12 +14,12 @@ a decoded neighbour in an exact block, so they decode exactly at any k (constant
 new streams are) is version 4's walk where k > 0 and a block is constant, else version 3's, under the compact
 header of codec/residual_header.py. Version 1 streams (codec/residual.py) keep decoding.
 
-Stream versions 2-4: header (magic MZR2, MZR3 or MZR4, k, bits, signed, rows, cols, base, the value above the first row (the first
-pixel's), CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted weights (one set, or
-one per pixel parity class for interleaved or upsampled images, or (version 3 only) three intensity class sets
-followed by their two thresholds), (version 4) the byte length and zlib data of the exact block map (np.packbits,
-row-major), then the range coder's words. The reconstruction
-under it is flat (every pixel the base value), which is what payloads without latents carry.
+Stream versions 2-4: header (magic MZR2, MZR3 or MZR4, k, bits, signed, rows, cols, base, the value above the first
+row (the first pixel's), CRC-32 of the recon and of the decoded values, the number of weight sets), the fitted
+weights (one set, or one per pixel parity class for interleaved or upsampled images, or (version 3 on) three
+intensity class sets followed by their two thresholds), (version 4) the byte length and zlib data of the exact block
+map (np.packbits, row-major), then the range coder's words. The reconstruction under it is flat (every pixel the
+base value), which is what payloads without latents carry.
 """
 from __future__ import annotations
 

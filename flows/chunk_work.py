@@ -141,11 +141,21 @@ def encode_chunk(chunk: Chunk, policy: Mode | Auto, gate: Gate, ceiling: Mode) -
     return EncodedChunk(chunk, headers, encoded)
 
 
+def _unmeasured(quality: FrameQuality, inst: Instance, problem: str) -> None:
+    """A frame whose file does not give back the measured values: the integrity problem, and the worst figures."""
+    worst = gates.unmeasured(problem, inst.pixel.bits_stored, modality=inst.modality,
+                             rescale_slope=inst.rescale_slope)
+    quality.psnr, quality.ssim, quality.max_error = worst["psnr"], worst["ssim"], worst["max_error"]
+    quality.max_error_hu = worst.max_error_hu
+    quality.integrity.append(problem)
+
+
 def confirm_chunk(archive_path: str, chunk: Chunk, expected: dict[FrameId, tuple[str, FrameQuality]]
                   ) -> list[FrameQuality]:
     """Decode each of the chunk's frames from the written archive and check it against what was measured at encode:
     `expected` maps a frame to (SHA-256 of its measured decode, its FrameQuality). Returns the qualities, each
-    with an integrity problem added where the file does not decode to the measured values."""
+    with an integrity problem added where the file does not decode to the measured values (and then no figures:
+    those measured at encode are of values the file does not give back)."""
     from archive import ArchiveReader
 
     rows: list[FrameQuality] = []
@@ -161,11 +171,11 @@ def confirm_chunk(archive_path: str, chunk: Chunk, expected: dict[FrameId, tuple
                 try:
                     got = _digest(codec_api.decode(reader.payload(info)), fmt.dtype)
                 except codec_api.CodecError as exc:
-                    quality.integrity.append(f"decode from the archive failed: {exc}")
+                    _unmeasured(quality, inst, f"decode from the archive failed: {exc}")
                 else:
                     if got is None or got != digest:
-                        quality.integrity.append("lossless decode does not reproduce the original values_sha256"
-                                                 if quality.mode.is_lossless else
-                                                 "decode from the archive does not reproduce the measured values")
+                        _unmeasured(quality, inst, "lossless decode does not reproduce the original values_sha256"
+                                    if quality.mode.is_lossless else
+                                    "decode from the archive does not reproduce the measured values")
                 rows.append(quality)
     return rows

@@ -5,7 +5,7 @@ the error is modelled as independent noise of variance k(k+1)/3 (uniform on -k..
 residual layer reproduces flat and predictable regions exactly, so measured errors are smaller (on a 512² CT, MSE
 ≈ 0.45 of the bound). With SSIM's own 7×7 windows and constants, that noise turns each window's structure term into
 (2σ² + C2) / (2σ² + e² + C2), so SSIM is predicted from the slice's local variances alone. The prediction only
-orders the first try; each decode's measured figures then steer k (search), and the written file decides (confirm,
+orders the first try; each attempt's measured figures then steer k (search), and the written file decides (confirm,
 then the escalation ladder).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ _K2 = 0.03  # scikit-image's SSIM constant K2
 # measured to modelled MSE tends to fall as k grows (MR 1024²: 0.86 at k = 3, 0.82 at k = 4, which passes at 48.1 dB
 # where the unscaled prediction said 47.9)
 _LEAN = 1.06
-_PROBES = 3  # tries after the first pass: each aimed by the last decode's figures, between the known pass and fail
+_PROBES = 3  # tries after the first pass: each aimed by the last attempt's figures, between the known pass and fail
 # tries after a failure, each at the smaller k the last failure's figures predict, before the ladder halves k: on a
 # Philips DWI 128² the first retry missed SSIM by 0.0002 (k = 12) and halving stored k = 6, 1.3x the bytes of k = 11
 _RETRIES = 2
@@ -138,11 +138,11 @@ def search(original: np.ndarray, gate, peak: float, ceiling: Mode, attempt: Call
 
     The model's first k is tried; the measured figures then steer k (steered_k): after a failure, up to _RETRIES
     tries, each at the smaller k the last failure predicts (aiming 6 % short), while the `ceiling` (the strictest
-    mode allowed) permits it; after a pass, up to _PROBES tries, each aimed by the last decode's figures (6 % past a
+    mode allowed) permits it; after a pass, up to _PROBES tries, each aimed by the last attempt's figures (6 % past a
     pass, 6 % short of a failure) and kept between the largest k known to pass and the smallest known to fail (PSNR
     and SSIM are not quite monotone in k: the residual layer's choices change with it). Every candidate is judged on
-    the values it decodes to, so a wrong prediction costs an encode, never a slice outside its gate. An attempt with an integrity problem ends the
-    search at once. With no pass the caller's escalation ladder takes over from the returned failure's mode."""
+    the values it decodes to, so a wrong prediction costs an encode, never a slice outside its gate. An attempt with
+    an integrity problem ends the search at once. With no pass the caller's escalation ladder takes over from the returned failure's mode."""
     mode = first_mode(np.asarray(original), gate, peak)
     first = attempt(mode)
     result = outcome(first)

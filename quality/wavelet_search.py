@@ -2,7 +2,7 @@
 holding the gate's max error (codec.modes: wavelet:Q/E, quantiser step D = range 2^(-q/24)).
 
 The first q takes the gate's PSNR to stand for an error variance of D²/12 (a uniform quantiser's, an upper bound: at
-low rates most coefficients quantise to zero and err by less than a step); each decode's measured figures then steer
+low rates most coefficients quantise to zero and err by less than a step); each attempt's measured figures then steer
 q, with PSNR taken to rise 20 log10(2) / 24 ≈ 0.25 dB per rate point (then as fast as the last two decodes measured)
 and 1 − SSIM to fall like the error variance. Every candidate is judged on the values it decodes to, so a wrong aim
 costs an encode, never a slice outside its gate.

@@ -231,3 +231,9 @@ def test_decoder_that_disagrees_with_its_encoder_quarantines(prefect_server, tmp
     outcome = archive_study(files, config)
     assert outcome.status == "quarantined"
     assert any("does not reproduce the measured values" in r for r in outcome.reasons), outcome.reasons
+    from archive import ArchiveReader
+
+    with ArchiveReader(Path(outcome.archive)) as r:
+        (q,) = r.quality()
+    # the figures measured at encode are of values the file does not give back: none are recorded as if they were
+    assert not q.gate_passed and q.max_error > 4 and q.psnr < 48

@@ -1,18 +1,12 @@
 """codec.residual_raster stream version 4 (MZR4): version 3 plus exact blocks, the EXACT_BLOCK² blocks on which the
 slice is constant, coded with step 1 so that they decode exactly at any k (a constant region entered from a textured
 one otherwise keeps the entry's error as it is predicted from itself)."""
-import hashlib
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from codec import residual_raster as R
 from codec.errors import ResidualError
-from tests.helpers.slices import flat, real_slice
-
-KEPT = Path(__file__).parents[1] / "data" / "payloads"
+from tests.helpers.slices import flat, kept_693_crop, real_slice
 
 
 def collimated(seed: int = 5) -> np.ndarray:
@@ -84,15 +78,7 @@ def test_a_broken_block_map_is_an_error():
 
 def test_the_kept_version_4_stream_still_decodes():
     """A stream written when version 4 shipped: later releases must decode it to the same values."""
-    meta = json.loads((KEPT / "ct_693_crop_k4_v4_exact.json").read_text())
-    data = (KEPT / "ct_693_crop_k4_v4_exact.bin").read_bytes()
-    assert data[:4] == b"MZR4"
-    recon = np.full(meta["shape"], meta["base"], np.int64)
-    values = R.decode_residual(data, recon, meta["k"], meta["bits"], meta["signed"])
-    assert hashlib.sha256(values.astype("<i8").tobytes()).hexdigest() == meta["decoded_sha256"]
-    v, _, _ = real_slice("693_UNCR.dcm")
-    crop = v[0:128, 32:160]
-    assert hashlib.sha256(crop.astype("<i8").tobytes()).hexdigest() == meta["values_sha256"]
+    values, crop, meta = kept_693_crop("ct_693_crop_k4_v4_exact", b"MZR4", R.decode_residual)
     mask = exact_mask(crop)
     assert mask.any() and np.array_equal(values[mask], crop[mask]) and np.abs(values - crop).max() <= meta["k"]
 

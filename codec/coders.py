@@ -187,7 +187,7 @@ class ResidualCoder(Coder):
         """
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
-        head = replace(h, rate_point=NO_LATENTS, recon_sha=bitstream.recon_digest(recon))
+        head = replace(h, rate_point=NO_LATENTS).compact(keep_values_sha=mode.kind == "lossless")
         res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed)
         return bitstream.pack(bitstream.Payload(head, [], res)), decoded
 
@@ -197,7 +197,7 @@ class ResidualCoder(Coder):
             recon = flat_recon((h.rows, h.cols), h.lo, vmin, vmax)
         else:
             recon = latent_recon(p, model, grid, vmin, vmax, exact=True)  # the residual needs the exact recon
-        if bitstream.recon_digest(recon) != h.recon_sha:
+        if h.recon_sha is not None and bitstream.recon_digest(recon) != h.recon_sha:  # version 2
             raise CodecError("the lossy layer's reconstruction differs from the encoder's (recon hash mismatch)")
         k = 0 if h.mode_kind == "lossless" else h.level
         layer = residual_raster if residual_raster.is_raster_stream(p.residual) else residual
@@ -206,7 +206,7 @@ class ResidualCoder(Coder):
         except ResidualError as exc:
             raise CodecError(f"residual layer: {exc}") from None
         values = np.asarray(values, np.int64)
-        if h.mode_kind == "lossless" and bitstream.values_digest(values) != h.values_sha:
+        if h.mode_kind == "lossless" and bitstream.values_digest(values) != h.values_sha:  # None: corrupted
             raise CodecError("decoded values fail the payload checksum (lossless)")
         return values
 
@@ -224,7 +224,8 @@ class WaveletCoder(Coder):
     def encode_decoded(self, s, model, mode):
         h = s.header
         stream, decoded = wavelet.encode_wavelet_decoded(s.values, mode.level, mode.bound, h.lo, h.hi)
-        return bitstream.pack(bitstream.Payload(h, [], stream)), decoded
+        head = h.compact(keep_values_sha=wavelet.stream_bound(stream) == 0)
+        return bitstream.pack(bitstream.Payload(head, [], stream)), decoded
 
     def decode(self, p, model, grid, vmin, vmax, exact):
         h = p.header

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec.bitstream import read_varint, write_varints
+from codec import bitstream
+from codec.bitstream import write_varints, zigzag
 from codec.errors import ResidualError
 
 MAGIC5 = b"MZR5"
@@ -26,43 +27,8 @@ _SETS_OF = {code: n for n, code in _SETS_CODE.items()}
 _U32 = struct.Struct("<I")
 
 
-def _zigzag(x: int) -> int:
-    return (x << 1) if x >= 0 else ((-x << 1) - 1)
-
-
-def _unzigzag(u: int) -> int:
-    return (u >> 1) if not u & 1 else -((u + 1) >> 1)
-
-
-class Reader:
-    """Varints and fixed fields read off a stream, each read checked against its end."""
-
-    def __init__(self, data: bytes, at: int = 0):
-        self.data, self.at = data, at
-
-    def varint(self) -> int:
-        u, self.at = read_varint(self.data, self.at, "residual stream header", ResidualError)
-        return u
-
-    def signed(self) -> int:
-        return _unzigzag(self.varint())
-
-    def fixed(self, st: struct.Struct) -> tuple:
-        if self.at + st.size > len(self.data):
-            raise ResidualError("residual stream truncated (in its header)")
-        out = st.unpack_from(self.data, self.at)
-        self.at += st.size
-        return out
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.at + n > len(self.data):
-            raise ResidualError("residual stream truncated (in its header)")
-        out = self.data[self.at : self.at + n]
-        self.at += n
-        return out
-
-    def rest(self) -> bytes:
-        return self.data[self.at :]
+def reader(data: bytes, at: int = 0) -> bitstream.Reader:
+    return bitstream.Reader(data, at, "residual stream header", ResidualError)
 
 
 @dataclass(frozen=True)
@@ -87,10 +53,10 @@ def pack(h: Compact) -> bytes:
     flags = int(h.signed) | (2 if h.exact_map is not None else 0) | (_SETS_CODE[sets] << 2)
     out = bytearray(MAGIC5)
     out += bytes((flags, h.bits))
-    out += write_varints((h.k, h.rows, h.cols, _zigzag(h.base), _zigzag(h.top)))
+    out += write_varints((h.k, h.rows, h.cols, zigzag(h.base), zigzag(h.top)))
     out += _U32.pack(h.crc_decoded)
     numbers = np.asarray(h.weights, np.int64).ravel().tolist() + np.asarray(h.thresholds, np.int64).tolist()
-    out += write_varints(_zigzag(int(w)) for w in numbers)
+    out += write_varints(zigzag(int(w)) for w in numbers)
     if h.exact_map is not None:
         out += write_varints((len(h.exact_map),)) + h.exact_map
     return bytes(out)
@@ -98,7 +64,7 @@ def pack(h: Compact) -> bytes:
 
 def parse(data: bytes, n_neighbours: int, intensity_classes: int) -> tuple[Compact, bytes]:
     """The header of a version 5 stream and the range coder's bytes after it."""
-    r = Reader(bytes(data))
+    r = reader(bytes(data))
     if r.take(4) != MAGIC5:
         raise ResidualError("not a version 5 residual stream")
     flags, bits = r.take(2)

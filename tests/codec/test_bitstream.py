@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def test_varints_round_trip_and_refuse_cut_or_endless_ones():
 
 
 def test_other_version_refused(payloads):
-    bad = _patch(payloads["lossless"], 4, bytes([bitstream.FORMAT_VERSION + 1]))
+    bad = _patch(payloads["lossless"], 4, bytes([max(bitstream.VERSIONS) + 1]))
     with pytest.raises(api.CodecError, match="format version"):
         api.decode(bad)
     with pytest.raises(api.CodecError, match="format version"):
@@ -159,17 +160,55 @@ def test_flipped_byte_refused(payloads, mode):
             api.decode(bytes(bad))
 
 
-def test_recon_mismatch_refused(payloads):
+def _as_version_2(payload: bytes) -> bytes:
+    """A payload without latents rewritten under version 2's full header (what earlier releases wrote)."""
+    p = api.sections(payload)
+    h = p.header
+    full = replace(h, version=bitstream.FORMAT_VERSION, model_hash=learned.load_model().hash8,
+                   recon_sha=bitstream.recon_digest(np.full((h.rows, h.cols), h.lo, np.int64)),
+                   values_sha=h.values_sha or b"\0" * 16)
+    return bitstream.pack(bitstream.Payload(full, [], p.residual))
+
+
+def test_version_2_payload_without_latents_still_decodes_and_checks_its_recon(frame, payloads):
+    for mode in ("near-lossless:2", "lossless"):
+        old = _as_version_2(payloads[mode])
+        assert api.payload_info(old)["format_version"] == 2 and len(old) > len(payloads[mode]) + 30
+        assert np.array_equal(api.decode(old), api.decode(payloads[mode]))
     # a consistent stream (valid CRC) whose recorded reconstruction hash differs: the decoder must not use it
-    bad = _patch(payloads["near-lossless:2"], 63, b"\xff" * 8)
+    bad = _patch(_as_version_2(payloads["near-lossless:2"]), 63, b"\xff" * 8)
     with pytest.raises(api.CodecError, match="recon"):
         api.decode(bad)
 
 
-def test_lossless_checksum_enforced(payloads):
-    bad = _patch(payloads["lossless"], 47, b"\x00" * 16)
-    with pytest.raises(api.CodecError, match="checksum"):
-        api.decode(bad)
+def test_compact_header_says_what_version_2_said_in_fewer_bytes(frame, payloads):
+    for mode, sha in (("near-lossless:2", False), ("lossless", True)):
+        info = api.payload_info(payloads[mode])
+        assert info["format_version"] == bitstream.COMPACT_VERSION and info["model_hash"] is None
+        assert info["shape"] == [96, 160] and info["dtype"] == "<u2" and info["bits_stored"] == 12
+        assert info["lo"] == int(frame.min()) and info["hi"] == int(frame.max()) and info["signed"] is False
+        assert (info["sha256_128"] == bitstream.values_digest(frame.astype(np.int64)).hex()) is sha
+        varints = bitstream.write_varints((96, 160, info["tile"] // 64, bitstream.zigzag(info["lo"]),
+                                           info["hi"] - info["lo"]))
+        overhead = len(payloads[mode]) - len(api.sections(payloads[mode]).residual)
+        assert overhead == 12 + len(varints) + (16 if sha else 0) + 4 <= 40  # fixed fields, varints, hash, CRC
+    signed = api.encode(frame.astype(np.int16) - 2000, Mode.parse("near-lossless:1"), 13, True)
+    info = api.payload_info(signed)
+    assert info["signed"] is True and info["lo"] == int(frame.min()) - 2000 and info["dtype"] == "<i2"
+
+
+def test_compact_header_refuses_what_no_encoder_writes(payloads):
+    p = payloads["near-lossless:2"]
+    with pytest.raises(api.CodecError, match="flags"):
+        api.decode(_patch(p, 7, b"\x04"))  # an unknown flag
+    with pytest.raises(api.CodecError):
+        api.decode(_patch(p, 7, b"\x02"))  # a values hash said to follow where stream bytes are
+    body = p[:-4]
+    for cut in range(5, 30):  # the header cut anywhere, the CRC made to match
+        with pytest.raises(api.CodecError):
+            api.decode(_recrc(body[:cut]))
+    with pytest.raises(bitstream.BitstreamError, match="latents"):
+        bitstream.pack(bitstream.Payload(api.sections(p).header, [b"chunk"], b""))
 
 
 def test_escape_values_never_lost():
@@ -187,10 +226,12 @@ def test_escape_values_never_lost():
     assert np.array_equal(entropy.decode_y(state, model.scale_indices(z2[None])[0], model.tables), y)
 
 
-@pytest.mark.parametrize("name", ["ct_693_lossy2", "ect_crop_lossy4", "ct_693_small_lossy0", "mr_small_wavelet_150_20"])
-def test_kept_lossy_payloads_decode_to_the_same_values(name):
-    """Lossy payloads written by the tile-window exact decoder, and the first wavelet payload (tests/data/payloads/
-    *.json says which): every later decoder must give the same stored values, bit for bit."""
+@pytest.mark.parametrize("name", ["ct_693_lossy2", "ect_crop_lossy4", "ct_693_small_lossy0", "mr_small_wavelet_150_20",
+                                  "mr_small_k4_format3"])
+def test_kept_payloads_decode_to_the_same_values(name):
+    """Lossy payloads written by the tile-window exact decoder, the first wavelet payload (format 2) and the first
+    payload of format 3 (tests/data/payloads/*.json says which): every later decoder must give the same stored
+    values, bit for bit."""
     import hashlib
     import json
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from codec import residual_header as RH
-from codec.bitstream import write_varints
+from codec.bitstream import write_varints, zigzag
 from codec import residual_raster as R
 from codec.errors import ResidualError
 from tests.helpers.slices import flat, decodes_of_bit_flips, kept_693_crop, real_slice
@@ -14,12 +14,12 @@ from tests.helpers.slices import flat, decodes_of_bit_flips, kept_693_crop, real
 
 def test_varints_and_zigzag_round_trip_at_the_edges():
     values = [0, 1, -1, 63, -64, 64, 127, 128, 2**31 - 1, -(2**31), 2**62, -(2**62)]
-    r = RH.Reader(write_varints(RH._zigzag(x) for x in values))
+    r = RH.reader(write_varints(zigzag(x) for x in values))
     assert [r.signed() for _ in values] == values and r.rest() == b""
     with pytest.raises(ResidualError, match="truncated"):
-        RH.Reader(b"\x80\x80").varint()
+        RH.reader(b"\x80\x80").varint()
     with pytest.raises(ResidualError, match="too long"):
-        RH.Reader(b"\xff" * 11).varint()
+        RH.reader(b"\xff" * 11).varint()
 
 
 @pytest.mark.parametrize("name,crop,k,walk", [

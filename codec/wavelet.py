@@ -13,9 +13,9 @@
 The decoder runs integers only (and constriction, whose tables come from integer counts), so a stream decodes to
 the same values on every CPU; a CRC-32 of the decoded values refuses corrupted streams that still parse.
 
-Stream: magic MZW1, header (rows, cols, q, offset in 1/256, levels, max bits, guard bound (0xFFFFFFFF: none),
-CRC-32 of the decoded values, range coder words, raw bit bytes), one u32 step per band (1/256, coarse to fine),
-the range coder's words, the tokens' raw bits, the guard's bits.
+Stream: a header (codec/wavelet_header.py: version 2, MZW2, is written; version 1, MZW1, still decodes: rows, cols,
+q, offset in 1/256, max bits, guard bound, CRC-32 of the decoded values, range coder words, raw bit bytes, each
+band's step in 1/256, coarse to fine), the range coder's words, the tokens' raw bits, the guard's bits.
 
 Reconstruction offset r: offset=None codes the bands once and keeps whichever of r = 0.5 and 0.375 gives the
 smaller stream (they differ in the guard only), the smaller squared error where that ties (no guard). At the gate
@@ -24,31 +24,26 @@ smaller stream (they differ in the guard only), the smaller squared error where 
 
 Against lab/wavelet_proto.py at the proto's gate D and r, guard at the gate's max error: 693_UNCR 19,637 vs 19,549
 bytes (1.0045), MR_small 1,742 vs 1,688 (1.032), wg04 MR1 72,946 vs 72,897 (1.0007); without the headers (this
-one 34 bytes + 4 a band, the proto's 24) 1.0007, 1.0024, 0.9997. Speed on 693_UNCR 512x512, 2 shared cores, min
+one then 34 bytes + 4 a band, the proto's 24) 1.0007, 1.0024, 0.9997. Speed on 693_UNCR 512x512, 2 shared cores, min
 of 3 after warm-up: encode 71 ms, decode 60 ms (the proto, measured beside it: 102 / 98 ms).
 """
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 from functools import lru_cache
 
 import numpy as np
 
 from codec import wavelet_coder as C
+from codec import wavelet_header as H
 from codec import wavelet_kernels as K
 from codec.errors import WaveletError
 from codec.modes import wavelet_step
+from codec.wavelet_header import MAX_BITS, MAX_BOUND, MAX_PIXELS, NO_GUARD
 
-MAGIC = b"MZW1"
-_HEAD = struct.Struct("<4sIIHhBBIIII")  # magic, rows, cols, q, offset/256, levels, max bits, bound, crc, words, raw
-NO_GUARD = 0xFFFFFFFF
 THETA = 0.3  # encoder rounding: q = floor(|c| / step + THETA)
 OFFSETS = (0.5, 0.375)
-MAX_PIXELS = 1 << 28
-MAX_BITS = 40
-MAX_BOUND = 1 << 31
 MAX_SPAN = 1 << 62  # hi - lo: the guard's correction cap span // (2 bound + 1) + 1 must fit int64
 FRAC = 4  # fractional bits the transform runs with: its rounding adds less error to the reconstruction
 
@@ -59,19 +54,19 @@ def step_of(q: int, lo: int, hi: int) -> float:
 
 
 def is_wavelet_stream(data: bytes) -> bool:
-    return bytes(data[:4]) == MAGIC
+    return bytes(data[:4]) in (H.MAGIC1, H.MAGIC2)
 
 
 def stream_bound(stream: bytes) -> int | None:
     """The guard bound recorded in the stream (None: unguarded)."""
-    head = _header(bytes(stream))
-    return None if head["bound"] == NO_GUARD else head["bound"]
+    head = H.parse(bytes(stream))
+    return None if head.bound == NO_GUARD else head.bound
 
 
 def stream_shape(stream: bytes) -> tuple[int, int]:
     """(rows, cols) the stream decodes to, read from its header (checked before a decode allocates them)."""
-    head = _header(bytes(stream))
-    return head["rows"], head["cols"]
+    head = H.parse(bytes(stream))
+    return head.rows, head.cols
 
 
 @lru_cache(maxsize=32)
@@ -141,9 +136,8 @@ def encode_wavelet_decoded(values: np.ndarray, q: int, bound: int | None, lo: in
         if best is None or (len(guard), sse) < best[:2]:
             best = (len(guard), sse, off, guard, rec)
     _, _, off, guard, rec = best
-    head = _HEAD.pack(MAGIC, shape[0], shape[1], q, off, len(hs) - 1, maxbits,
-                      NO_GUARD if bound is None else bound, _crc(rec), len(words), len(raw))
-    return head + steps.astype("<u4").tobytes() + words.astype("<u4").tobytes() + raw + guard, rec
+    head = H.write(shape[0], shape[1], q, off, maxbits, bound, _crc(rec), len(words), len(raw), steps)
+    return head + words.astype("<u4").tobytes() + raw + guard, rec
 
 
 def reconstruct(qs: list[np.ndarray], shape: tuple[int, int], steps: np.ndarray, off: int, lo: int,
@@ -173,57 +167,29 @@ def decode_wavelet(stream: bytes, lo: int, hi: int) -> np.ndarray:
     lo, hi = int(lo), int(hi)
     if not 0 <= hi - lo < MAX_SPAN:
         raise WaveletError(f"value range {lo}..{hi} is empty or wider than 2**62")
-    h = _header(data)
-    shape = (h["rows"], h["cols"])
-    at = _HEAD.size
-    steps = np.frombuffer(data, "<u4", h["bands"], at).astype(np.int64)
-    at += 4 * h["bands"]
-    words = np.frombuffer(data, "<u4", h["words"], at).astype(np.uint32)
-    at += 4 * h["words"]
-    raw = data[at : at + h["raw"]]
-    guard = data[at + h["raw"] :]
-    bound = h["bound"]
+    h = H.parse(data)
+    shape = (h.rows, h.cols)
+    at = h.body
+    words = np.frombuffer(data, "<u4", h.words, at).astype(np.uint32)
+    at += 4 * h.words
+    raw = data[at : at + h.raw]
+    guard = data[at + h.raw :]
+    bound = h.bound
     if bound == NO_GUARD and guard:
         raise WaveletError(f"wavelet stream has {len(guard)} trailing bytes")
     try:
-        qs = C.decode_bands(words, raw, shape, h["maxbits"])
+        qs = C.decode_bands(words, raw, shape, h.maxbits)
     except Exception as exc:  # the range decoder tripping over corrupted words
         raise WaveletError(f"wavelet stream corrupted: {exc}") from None
     if qs is None:
         raise WaveletError("wavelet stream corrupted: its raw bits do not match its tokens")
-    rec = reconstruct(qs, shape, steps, h["offset"], lo, hi)
+    rec = reconstruct(qs, shape, h.steps, h.offset, lo, hi)
     if bound != NO_GUARD:
         rec = apply_guard(rec, C.decode_guard(guard, shape, bound, hi - lo), lo, hi)
-    if _crc(rec) != h["crc"]:
+    if _crc(rec) != h.crc:
         raise WaveletError("wavelet stream corrupted or decoded with another lo..hi: decoded values fail their CRC")
     return rec
 
 
 def _crc(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a, dtype="<i8").tobytes())
-
-
-def _header(data: bytes) -> dict:
-    """The header's fields, validated against each other and the stream's length."""
-    if len(data) < _HEAD.size:
-        raise WaveletError(f"wavelet stream truncated: {len(data)} bytes")
-    magic, rows, cols, q, off, levels, maxbits, bound, crc, words, raw = _HEAD.unpack_from(data)
-    if magic != MAGIC:
-        raise WaveletError(f"not a wavelet stream (magic {magic!r})")
-    if not (1 <= rows and 1 <= cols and rows * cols <= MAX_PIXELS):
-        raise WaveletError(f"wavelet stream corrupted: {rows}x{cols} values")
-    if q > 255 or not -256 < off < 256 or not 1 <= maxbits <= MAX_BITS:
-        raise WaveletError(f"wavelet stream corrupted: q {q}, offset {off}/256, {maxbits} bits")
-    n_levels = len(K.sizes((rows, cols))[0]) - 1
-    if levels != n_levels:
-        raise WaveletError(f"wavelet stream corrupted: {levels} levels where {rows}x{cols} has {n_levels}")
-    n_bands = 3 * levels + 1
-    if bound != NO_GUARD and bound >= MAX_BOUND:
-        raise WaveletError(f"wavelet stream corrupted: guard bound {bound}")
-    if len(data) < _HEAD.size + 4 * n_bands + 4 * words + raw:
-        raise WaveletError(f"wavelet stream truncated: {len(data)} bytes")
-    steps = np.frombuffer(data, "<u4", n_bands, _HEAD.size)
-    if not steps.all():
-        raise WaveletError("wavelet stream corrupted: a band step of 0")
-    return {"rows": rows, "cols": cols, "q": q, "offset": off, "maxbits": maxbits, "bound": bound, "crc": crc,
-            "words": words, "raw": raw, "bands": n_bands}

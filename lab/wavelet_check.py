@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from codec import wavelet as W
+from codec import wavelet_header
 from lab import wavelet_proto as P
 
 FILES = ("693_UNCR.dcm", "MR_small.dcm", str(P.TRAIN / "MR/wg04/MR1_UNC.dcm"))
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         found = [(P.search(frame, gate, r), r) for r in W.OFFSETS]
         (pbytes, D, pguard), r = min((f, r) for f, r in found if f)
         ours = W.encode_wavelet(v, 0, gate.max_error_max, lo, hi, r, step=D)
-        h = W._header(ours)
-        guard = len(ours) - W._HEAD.size - 4 * h["bands"] - 4 * h["words"] - h["raw"]
+        h = wavelet_header.parse(ours)
+        guard = len(ours) - h.body - 4 * h.words - h.raw
         print(f"{frame.path.name:16s} {frame.modality} D {D:.4g} r {r}: proto {pbytes:,d} (guard {pguard:,d}), "
               f"product {len(ours):,d} (guard {guard:,d}, raw {h['raw']:,d}), ratio {len(ours) / pbytes:.4f}",
               flush=True)

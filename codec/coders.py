@@ -10,7 +10,7 @@ Adding a mode kind = a `Coder` subclass registered here (plus its kind in codec.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -23,13 +23,15 @@ from codec.modes import Mode
 
 @dataclass(frozen=True)
 class Slice:
-    """One frame on its way in: stored values (int64), tile grid, the payload header so far."""
+    """One frame on its way in: stored values (int64), tile grid, the payload header so far; `memo`: what a coder
+    settled for this frame in an earlier mode (codec.api.SliceEncoder shares it between the modes of one frame)."""
 
     values: np.ndarray
     grid: tiles.Grid
     header: bitstream.Header
     vmin: int
     vmax: int
+    memo: dict = field(default_factory=dict, compare=False)
 
     @cached_property
     def x(self) -> np.ndarray:
@@ -154,19 +156,30 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
     return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < margin * raster else residual_raster
 
 
-def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool
+def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, memo: dict
                      ) -> tuple[bytes, np.ndarray]:
     """The raster residual layer (stream version 5: version 4's walk where the slice has constant blocks and k > 0,
     else version 3's, under a compact header; versions 2-4 still decode), or version 1 where it codes the
     slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
     it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
-    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice. Returns the
-    stream and the values it decodes to."""
+    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice. `memo` keeps
+    the first near-lossless verdict (the probe's, or raster once version 1 lost whole) for the frame's later k
+    (codec.api.SliceEncoder). Returns the stream and the values it decodes to."""
     predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
     res = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor)
-    if (k > 0 or predictor.by_parity) and _probe(values, recon, k, bits, signed, predictor) is residual:
-        res = min(res, residual.encode_residual_decoded(values, recon, k, bits, signed), key=lambda r: len(r[0]))
+    if k == 0:
+        layer = _probe(values, recon, k, bits, signed, predictor) if predictor.by_parity else residual_raster
+    else:
+        if "near-lossless layer" not in memo:
+            memo["near-lossless layer"] = _probe(values, recon, k, bits, signed, predictor)
+        layer = memo["near-lossless layer"]
+    if layer is residual:
+        v1 = residual.encode_residual_decoded(values, recon, k, bits, signed)
+        if len(v1[0]) < len(res[0]):
+            return v1
+        if k:
+            memo["near-lossless layer"] = residual_raster  # version 1 lost whole: later k need not try it again
     return res
 
 
@@ -188,7 +201,7 @@ class ResidualCoder(Coder):
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
         head = replace(h, rate_point=NO_LATENTS).compact(keep_values_sha=mode.kind == "lossless")
-        res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed)
+        res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed, s.memo)
         return bitstream.pack(bitstream.Payload(head, [], res)), decoded
 
     def decode(self, p, model, grid, vmin, vmax, exact):

@@ -98,16 +98,17 @@ def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, p
                  ceiling: Mode) -> EncodedFrame:
     """Encode one frame as quality.escalation.settle decides (the policy's mode or `auto`'s search, then stricter
     modes while its gate fails and the ladder allows), each attempt measured on what it decodes to (the encoder's
-    own reconstruction where the coder has one: codec.api.encode_decoded; confirm_chunk then decodes the kept
+    own reconstruction where the coder has one: codec.api.SliceEncoder; confirm_chunk then decodes the kept
     payload from the file and must find the same values)."""
     from archive import values_sha256
 
     fmt = inst.pixel
     peak = metrics.psnr_peak(values)
     values_sha = values_sha256(values)
+    encoder = codec_api.SliceEncoder(values, fmt.bits_stored, fmt.signed)
 
     def attempt(mode: Mode) -> EncodedFrame:
-        payload, decoded = codec_api.encode_decoded(values, mode, fmt.bits_stored, fmt.signed)
+        payload, decoded = encoder.encode_decoded(mode)
         codec = codec_name(payload)
         judged, decoded_sha = _measure(values, values_sha, payload, decoded, mode, gate, inst)
         quality = _frame_quality(chunk, inst, index, mode, codec, payload, judged)

@@ -43,9 +43,10 @@ def _passes(original: np.ndarray, decoded: np.ndarray, bits: int, gate) -> bool:
 def ours(frame, gate) -> tuple[int, str]:
     """What flows.chunk_work.encode_frame stores under `auto` with a lossless ceiling (quality.escalation.settle)."""
     peak = metrics.psnr_peak(frame.values)
+    encoder = api.SliceEncoder(frame.values, frame.bits_stored, frame.signed)
 
     def attempt(mode):
-        payload, decoded = api.encode_decoded(frame.values, mode, frame.bits_stored, frame.signed)
+        payload, decoded = encoder.encode_decoded(mode)
         if decoded is None:
             decoded = api.decode(payload)
         judged = gates.evaluate(frame.values, decoded, gate, mode, bits_stored=frame.bits_stored,

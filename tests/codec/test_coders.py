@@ -147,6 +147,41 @@ def test_a_ct_body_in_the_centre_does_not_send_the_slice_to_a_whole_version_1_tr
     assert np.abs(api.decode(payload).astype(np.int64) - frame.astype(np.int64)).max() <= 8
 
 
+def test_a_slice_encoder_settles_the_near_lossless_layer_once_a_frame(monkeypatch):
+    """codec.api.SliceEncoder (auto's search): the first near-lossless k probes the layer, later k keep the verdict;
+    a ramp where version 1 wins keeps it at every k, and where version 1 lost whole it is not tried again."""
+    from codec import residual, residual_raster
+
+    probes, wholes = [], []
+    real_probe, real_v1 = coders._probe, residual.encode_residual_decoded
+    monkeypatch.setattr(coders, "_probe", lambda *a: probes.append(a[2]) or real_probe(*a))
+    def v1(values, *a):
+        if values.shape in ((256, 256), (96, 128)):  # whole slices, not the probe's band
+            wholes.append(a[1])
+        return real_v1(values, *a)
+
+    monkeypatch.setattr(residual, "encode_residual_decoded", v1)
+    ramp = (np.add.outer(np.arange(256), np.arange(256)) * 3).astype(np.uint16)
+    enc = api.SliceEncoder(ramp, 12, False)
+    for k in (8, 4, 12):
+        payload, decoded = enc.encode_decoded(Mode.near_lossless(k))
+        assert not residual_raster.is_raster_stream(api.sections(payload).residual)  # version 1 each time
+        assert np.array_equal(api.decode(payload), decoded) and np.abs(decoded.astype(int) - ramp).max() <= k
+    assert probes == [8] and wholes == [8, 4, 12]
+
+    probes.clear(), wholes.clear()
+    monkeypatch.setattr(coders, "_probe", lambda *a: probes.append(a[2]) or residual)  # a probe that misjudges
+    rng = np.random.default_rng(5)
+    noise = rng.integers(0, 4096, (96, 128)).astype(np.uint16)  # version 1 loses whole on noise
+    enc = api.SliceEncoder(noise, 12, False)
+    for k in (2, 3, 5):
+        payload, decoded = enc.encode_decoded(Mode.near_lossless(k))
+        assert residual_raster.is_raster_stream(api.sections(payload).residual)
+        assert np.abs(decoded.astype(int) - noise).max() <= k
+    assert probes == [2] and wholes == [2]  # tried whole once, lost, not again
+    assert api.decode(enc.encode_decoded(Mode.lossless())[0]).tolist() == noise.tolist()
+
+
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])
 def test_wavelet_payloads_decode_within_their_guard_and_say_their_mode(name):
     import pydicom

@@ -144,6 +144,12 @@ def _model_for(head: bitstream.Header) -> learned.LearnedModel:
     return model
 
 
+def _codec_name(h: bitstream.Header) -> str:
+    if h.mode_kind == "wavelet":
+        return "medzip-wavelet"
+    return "medzip-learned" if h.rate_point != NO_LATENTS else "medzip-residual"
+
+
 def payload_info(payload: bytes) -> dict:
     """What a payload's header says (codec, format version, model hash, mode, rate point, shape, dtype, bit depth,
     normalisation, truncated sha256 of the original values) and its size; reads the header (and a wavelet stream's
@@ -151,7 +157,7 @@ def payload_info(payload: bytes) -> dict:
     h = _header(payload)
     mode = coders.coder_for(h.mode_kind).mode_text(h, payload)
     return {
-        "codec": "medzip-wavelet" if h.mode_kind == "wavelet" else "medzip-learned", "format_version": h.version,
+        "codec": _codec_name(h), "format_version": h.version,
         "model_hash": None if h.model_hash is None else h.model_hash.hex(), "mode": mode,
         "rate_point": None if h.rate_point == NO_LATENTS else h.rate_point, "latents": h.rate_point != NO_LATENTS,
         "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,

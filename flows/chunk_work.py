@@ -47,7 +47,8 @@ class EncodedChunk:
 
 
 def codec_name(payload: bytes) -> str:
-    """The codec and model that made a payload, e.g. 'medzip-learned:3fa2c1d0e4b5a697'."""
+    """The codec (and the model, for a payload with latents) that made a payload: 'medzip-residual',
+    'medzip-wavelet', or e.g. 'medzip-learned:3fa2c1d0e4b5a697'."""
     info = codec_api.payload_info(payload)
     name = str(info.get("codec") or "medzip")
     return f"{name}:{info['model_hash']}" if info.get("model_hash") else name

@@ -138,6 +138,7 @@ def test_payload_info_and_identity(ct):
     payload = api.encode(v, Mode.parse("lossy:3"), bits, signed)
     info = api.payload_info(payload)
     assert info["mode"] == "lossy:3" and info["shape"] == [512, 512] and info["bits_stored"] == bits
+    assert info["codec"] == "medzip-learned" and info["format_version"] == 2
     assert info["signed"] is signed and info["dtype"] == v.dtype.str
     assert info["lo"] == int(v.min()) and info["hi"] == int(v.max())
     ident = api.codec_identity()

@@ -185,6 +185,7 @@ def test_compact_header_says_what_version_2_said_in_fewer_bytes(frame, payloads)
     for mode, sha in (("near-lossless:2", False), ("lossless", True)):
         info = api.payload_info(payloads[mode])
         assert info["format_version"] == bitstream.COMPACT_VERSION and info["model_hash"] is None
+        assert info["codec"] == "medzip-residual" and info["latents"] is False
         assert info["shape"] == [96, 160] and info["dtype"] == "<u2" and info["bits_stored"] == 12
         assert info["lo"] == int(frame.min()) and info["hi"] == int(frame.max()) and info["signed"] is False
         assert (info["sha256_128"] == bitstream.values_digest(frame.astype(np.int64)).hex()) is sha

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from codec.modes import Mode
-
 # (package, file): one file per SOP instance; several transfer syntaxes and modalities, plus non-image objects.
 DEMO_FILES = (
     ("data_store", "693_J2KR.dcm"),  # CT 512², JPEG 2000 lossless
@@ -23,9 +21,6 @@ DEMO_FILES = (
     ("pydicom", "test-SR.dcm"),  # structured report: kept verbatim
 )
 DEMO_STUDY_UID = "2.25.31415926535897932384626433832795028841"
-# The demo starts at the learned codec's best lossy rate point so the gates and the escalation ladder are seen at
-# work: a slice failing its modality's gate is re-encoded near-lossless, then lossless (configs/default.toml).
-DEMO_MODE = Mode.lossy(4)
 
 
 def demo_sources() -> list[Path]:
@@ -67,7 +62,7 @@ def main() -> None:
     config = load_config()
     study_dir = build_demo_study(config.home / "demo-input")
     console.rule("1. archive")
-    outcomes = archive_paths([study_dir], config, mode=DEMO_MODE)
+    outcomes = archive_paths([study_dir], config)  # the configured policy: `auto` by default
     for o in outcomes:  # the same lines as `medzip archive` prints: status, modes stored, every reason
         for line in outcome_lines(o):
             console.print(line, highlight=False, soft_wrap=True)

@@ -48,6 +48,8 @@ def _check_values(values: np.ndarray, bits_stored: int, signed: bool) -> np.ndar
         raise CodecError(f"empty frame of shape {values.shape}")
     if values.dtype.kind not in "iub":
         raise CodecError(f"stored values must be integers, got dtype {values.dtype}")
+    if max(values.shape) > bitstream.MAX_SIDE:
+        raise CodecError(f"a {values.shape[0]}x{values.shape[1]} frame: at most {bitstream.MAX_SIDE} a side")
     check_fits(values, bits_stored, signed)
     return values
 
@@ -134,6 +136,8 @@ def sections(payload: bytes) -> bitstream.Payload:
 
 
 def _model_for(head: bitstream.Header) -> learned.LearnedModel:
+    if head.model_hash is None:
+        raise CodecError("corrupted header: a payload that needs a model names none")
     model = learned.model_for_hash(head.model_hash)
     if model is None or model.hash8 != head.model_hash:
         raise CodecError(

@@ -18,7 +18,7 @@
 
 Format version 3 (COMPACT_VERSION) is the header of a payload without latents (near-lossless, lossless, wavelet):
 those need no model, no tiles and no lossy reconstruction, so version 2's fixed 71 bytes (model hash, recon hash,
-u32/i64 fields) were 5-8 % of a 64² slice's payload. Version 3 keeps the fields that still say something:
+u32/i64 fields) were 3-5 % of a 64²-128² slice's payload at the gate. Version 3 keeps the fields that still say something:
 
     0       magic b"MZC1", u8 version 3, u8 mode kind, u8 level
     7       u8 flags (bit 0 signed, bit 1 the values' sha256 follows), 3 bytes dtype string, u8 bits stored
@@ -34,6 +34,7 @@ checksum raises a codec.errors.CodecError.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,8 @@ _HEAD = struct.Struct("<4sBBBB8s3sBBIIHqq16s8s")
 MODE_KINDS = ("lossy", "near-lossless", "lossless", "wavelet")  # byte 5's values (codec.modes.KINDS, in the order
 # they were added: a new kind takes the next value, so earlier payloads keep theirs)
 NO_LATENTS = 255  # rate point of a near-lossless/lossless payload that carries no latents (flat reconstruction)
+MAX_SIDE = 0xFFFF  # rows and columns a payload may declare (DICOM's are 16-bit): a decode never allocates more
+_DTYPE = re.compile(r"[<>|=][iub][1248]")  # the integer dtypes the encoder writes (codec.api)
 
 
 def values_digest(values: np.ndarray) -> bytes:
@@ -177,10 +180,21 @@ def _parse_compact(data: bytes) -> tuple[Header, int]:
     rows, cols, tile64, lo, span = r.varint(), r.varint(), r.varint(), r.signed(), r.varint()
     if flags & ~(_SIGNED | _HAS_SHA) or not span or not tile64:
         raise BitstreamError("corrupted header: flags, tile or value range")
+    if _kind(kind) == "lossy":
+        raise BitstreamError("corrupted header: a compact (version 3) payload carries no latents, so no lossy mode")
     sha = r.take(16) if flags & _HAS_SHA else None
     head = Header(_kind(kind), level, NO_LATENTS, None, dt.decode("ascii", "replace"), bits, bool(flags & _SIGNED),
                   rows, cols, 64 * tile64, lo, lo + span, sha, None, COMPACT_VERSION)
-    return head, r.at
+    return _checked(head), r.at
+
+
+def _checked(h: Header) -> Header:
+    """A parsed header whose shape and dtype a decode may allocate (a corrupted one, CRC and all, is refused)."""
+    if not (0 < h.rows <= MAX_SIDE and 0 < h.cols <= MAX_SIDE):
+        raise BitstreamError(f"corrupted header: {h.rows}x{h.cols} values")
+    if not _DTYPE.fullmatch(h.dtype) or 8 * int(h.dtype[2]) < h.bits_stored:
+        raise BitstreamError(f"corrupted header: dtype {h.dtype!r} for {h.bits_stored} bits")
+    return h
 
 
 def _kind(byte: int) -> str:
@@ -225,8 +239,8 @@ def _parse(data: bytes) -> tuple[Header, int]:
     if len(data) < _HEAD.size + 4:
         raise BitstreamError(f"truncated payload: {len(data)} bytes, the header alone needs {_HEAD.size + 4}")
     (_, ver, kind, level, rp, mh, dt, bits, signed, rows, cols, tile, lo, hi, vsha, rsha) = _HEAD.unpack_from(data)
-    return Header(_kind(kind), level, rp, mh, dt.decode("ascii", "replace"), bits, bool(signed), rows, cols,
-                  tile, lo, hi, vsha, rsha, ver), _HEAD.size
+    return _checked(Header(_kind(kind), level, rp, mh, dt.decode("ascii", "replace"), bits, bool(signed), rows, cols,
+                           tile, lo, hi, vsha, rsha, ver)), _HEAD.size
 
 
 def parse_header(data: bytes) -> Header:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         h = wavelet_header.parse(ours)
         guard = len(ours) - h.body - 4 * h.words - h.raw
         print(f"{frame.path.name:16s} {frame.modality} D {D:.4g} r {r}: proto {pbytes:,d} (guard {pguard:,d}), "
-              f"product {len(ours):,d} (guard {guard:,d}, raw {h['raw']:,d}), ratio {len(ours) / pbytes:.4f}",
+              f"product {len(ours):,d} (guard {guard:,d}, raw {h.raw:,d}), ratio {len(ours) / pbytes:.4f}",
               flush=True)
         got = {str(o): q_search(frame, gate, o) for o in (0.5, 0.375, None)}
         print("   at the gate over q: " + ", ".join(f"r={o}: {g[0]:,d} (q {g[1]})" if g else f"r={o}: none"

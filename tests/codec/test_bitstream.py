@@ -212,6 +212,35 @@ def test_compact_header_refuses_what_no_encoder_writes(payloads):
         bitstream.pack(bitstream.Payload(api.sections(p).header, [b"chunk"], b""))
 
 
+def _with_header(payload: bytes, **fields) -> bytes:
+    """The payload with header fields changed, packed again (a consistent CRC: what only a forged or badly
+    written payload holds)."""
+    p = api.sections(payload)
+    return bitstream.pack(bitstream.Payload(replace(p.header, **fields), p.chunks, p.residual))
+
+
+@pytest.mark.parametrize("mode", ["near-lossless:2", "lossless", "lossy:1"])
+def test_headers_a_decode_cannot_honour_are_refused_before_anything_is_allocated(payloads, mode):
+    p = payloads[mode]
+    huge = (1 << 40) if mode != "lossy:1" else (1 << 32) - 1  # format 2 holds u32 sides
+    bad = [_with_header(p, rows=huge), _with_header(p, cols=70000), _with_header(p, rows=0)]
+    bad += [_with_header(p, dtype=d) for d in (",i2", "8i2", "<a2", "<f2", "<u1")]  # <u1: fewer bits than 12
+    if mode != "lossy:1":
+        kind = bytearray(p)
+        kind[5] = 0  # a compact payload said to be lossy: it has no model to name (one bit flip away)
+        bad += [bytes(kind), _recrc(bytes(kind[:-4]))]
+    for data in bad:
+        with pytest.raises(api.CodecError):
+            api.decode(data)
+        with pytest.raises(api.CodecError):
+            api.payload_info(data)
+
+
+def test_a_frame_wider_than_a_payload_may_say_is_refused_at_encode():
+    with pytest.raises(api.CodecError, match="at most 65535"):
+        api.encode(np.zeros((2, 70000), np.uint8), "lossless", 8, False)
+
+
 def test_escape_values_never_lost():
     """Latents far outside every table's range survive entropy coding exactly."""
     model = learned.load_model()

@@ -78,6 +78,10 @@ def test_version_2_refuses_corrupted_header_fields(mr):
             W.decode_wavelet(data, lo, hi)
     with pytest.raises(WaveletError, match="step"):
         H.parse(_with(s, steps=np.r_[h.steps[:-1], 0]))
+    from codec.bitstream import write_varints
+    huge = s[: h.body - 1] + write_varints([1 << 68]) + s[h.body :]  # the last step's delta past int64
+    with pytest.raises(WaveletError, match="step"):
+        H.parse(huge)
     for cut in range(h.body):  # the header cut anywhere
         with pytest.raises(WaveletError):
             H.parse(s[:cut])

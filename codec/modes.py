@@ -16,11 +16,12 @@ from functools import total_ordering
 
 from codec.errors import ModeError
 
-__all__ = ["KINDS", "Mode", "ModeError", "WAVELET_BOUND_MAX", "WAVELET_Q_MAX", "WAVELET_Q_PER_OCTAVE",
-           "wavelet_step"]
+__all__ = ["KINDS", "Mode", "ModeError", "NEAR_LOSSLESS_K_MAX", "WAVELET_BOUND_MAX", "WAVELET_Q_MAX",
+           "WAVELET_Q_PER_OCTAVE", "wavelet_step"]
 
 KINDS = ("lossy", "wavelet", "near-lossless", "lossless")  # loosest kind first
 WAVELET_Q_MAX = 255
+NEAR_LOSSLESS_K_MAX = 255  # a payload records k in one byte
 WAVELET_BOUND_MAX = 2**31 - 1  # the largest guard bound a wavelet stream records
 WAVELET_Q_PER_OCTAVE = 24  # the wavelet's quantiser step halves every 24 rate points (~6 dB PSNR)
 
@@ -46,6 +47,8 @@ class Mode:
             object.__setattr__(self, "kind", "lossless")  # near-lossless:0 is lossless
         if self.kind == "lossless" and self.level != 0:
             raise ModeError("lossless takes no level")
+        if self.kind == "near-lossless" and self.level > NEAR_LOSSLESS_K_MAX:
+            raise ModeError(f"near-lossless k {self.level} is out of range 1..{NEAR_LOSSLESS_K_MAX}")
         if self.kind == "wavelet":
             if self.level > WAVELET_Q_MAX:
                 raise ModeError(f"wavelet rate point {self.level} is out of range 0..{WAVELET_Q_MAX}")

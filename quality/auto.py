@@ -16,10 +16,10 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from codec.modes import Mode
+from codec.modes import NEAR_LOSSLESS_K_MAX, Mode
 from quality import metrics
 
-K_LIMIT = 255  # never try a larger k, whatever the gate allows
+K_LIMIT = NEAR_LOSSLESS_K_MAX  # never try a larger k, whatever the gate allows (a payload records k in one byte)
 _WIN = 7  # scikit-image's default SSIM window
 _K2 = 0.03  # scikit-image's SSIM constant K2
 # a looser k is aimed 6 % (0.27 dB) past the measured prediction, a stricter one 6 % short of it: the ratio of

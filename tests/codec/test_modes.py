@@ -5,12 +5,12 @@ from codec.modes import Mode, ModeError
 
 
 def test_parse_round_trips_every_kind():
-    for text in ("lossless", "near-lossless:3", "lossy:0", "lossy:4"):
+    for text in ("lossless", "near-lossless:3", "near-lossless:255", "lossy:0", "lossy:4"):
         assert str(Mode.parse(text)) == text
     assert Mode.parse(" Near-Lossless:0 ") == Mode.lossless()
 
 
-@pytest.mark.parametrize("text", ["", "lossy", "lossy:x", "near-lossless:-1", "lossless:2", "jpeg"])
+@pytest.mark.parametrize("text", ["", "lossy", "lossy:x", "near-lossless:-1", "near-lossless:256", "lossless:2", "jpeg"])
 def test_parse_refuses_what_is_not_a_mode(text):
     with pytest.raises(ModeError):
         Mode.parse(text)

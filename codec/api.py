@@ -165,8 +165,8 @@ def payload_info(payload: bytes) -> dict:
         "model_hash": None if h.model_hash is None else h.model_hash.hex(), "mode": mode,
         "rate_point": None if h.rate_point == NO_LATENTS else h.rate_point, "latents": h.rate_point != NO_LATENTS,
         "shape": [h.rows, h.cols], "dtype": h.dtype, "bits_stored": h.bits_stored,
-        "signed": h.signed, "tile": h.tile, "lo": h.lo, "hi": h.hi, "sha256_128": None if h.values_sha is None else h.values_sha.hex(),
-        "bytes": len(payload),
+        "signed": h.signed, "tile": h.tile, "lo": h.lo, "hi": h.hi,
+        "sha256_128": None if h.values_sha is None else h.values_sha.hex(), "bytes": len(payload),
     }
 
 

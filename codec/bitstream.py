@@ -18,7 +18,8 @@
 
 Format version 3 (COMPACT_VERSION) is the header of a payload without latents (near-lossless, lossless, wavelet):
 those need no model, no tiles and no lossy reconstruction, so version 2's fixed 71 bytes (model hash, recon hash,
-u32/i64 fields) were 3-5 % of a 64²-128² slice's payload at the gate. Version 3 keeps the fields that still say something:
+u32/i64 fields) were 3-5 % of a 64²-128² slice's payload at the gate. Version 3 keeps the fields that still say
+something:
 
     0       magic b"MZC1", u8 version 3, u8 mode kind, u8 level
     7       u8 flags (bit 0 signed, bit 1 the values' sha256 follows), 3 bytes dtype string, u8 bits stored

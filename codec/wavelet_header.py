@@ -1,9 +1,10 @@
 """The wavelet stream's header: version 1's fixed fields (MZW1, still decoded) and version 2's varints (MZW2, written).
 
 Version 1 spent 34 bytes on its header and 4 on each band's step (10 bands on 64², 16 on 256² and larger): 74-98
-bytes, 4 % of a 64² MR slice's stream at the gate. The steps are one global step D over each band's synthesis gain, and the gains
-depend on the number of levels alone (codec.wavelet.gains), so version 2 writes the first band's step and predicts
-each other one from it with STEP_RATIOS: the prediction misses by a rounding, one byte a band. Version 2:
+bytes, 4 % of a 64² MR slice's stream at the gate. The steps are one global step D over each band's synthesis
+gain, and the gains depend on the number of levels alone (codec.wavelet.gains), so version 2 writes the first
+band's step and predicts each other one from it with STEP_RATIOS: the prediction misses by a rounding, one byte a
+band. Version 2:
 
     magic MZW2, varints: rows, cols, q, offset in 1/256 (zigzag), max bits, guard bound + 1 (0: no guard), range
     coder words, raw bit bytes; CRC-32 of the decoded values (u32); the first band's step (varint, 1/256) and each

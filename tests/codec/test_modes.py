@@ -10,7 +10,8 @@ def test_parse_round_trips_every_kind():
     assert Mode.parse(" Near-Lossless:0 ") == Mode.lossless()
 
 
-@pytest.mark.parametrize("text", ["", "lossy", "lossy:x", "near-lossless:-1", "near-lossless:256", "lossless:2", "jpeg"])
+@pytest.mark.parametrize("text", ["", "lossy", "lossy:x", "near-lossless:-1", "near-lossless:256", "lossless:2",
+                                  "jpeg"])
 def test_parse_refuses_what_is_not_a_mode(text):
     with pytest.raises(ModeError):
         Mode.parse(text)

@@ -23,9 +23,9 @@ smaller stream (they differ in the guard only), the smaller squared error where 
 0.375 18,142), MR_small 1,752 (1,761 / 1,752), wg04 MR1 71,844 (72,332 / 71,844).
 
 Against lab/wavelet_proto.py at the proto's gate D and r, guard at the gate's max error: 693_UNCR 19,637 vs 19,549
-bytes (1.0045), MR_small 1,742 vs 1,688 (1.032), wg04 MR1 72,946 vs 72,897 (1.0007); without the headers (this
-one then 34 bytes + 4 a band, the proto's 24) 1.0007, 1.0024, 0.9997. Speed on 693_UNCR 512x512, 2 shared cores, min
-of 3 after warm-up: encode 71 ms, decode 60 ms (the proto, measured beside it: 102 / 98 ms).
+bytes (1.0045), MR_small 1,742 vs 1,688 (1.032), wg04 MR1 72,946 vs 72,897 (1.0007); without the headers (version
+1's, 34 bytes + 4 a band; the proto's 24) 1.0007, 1.0024, 0.9997. Speed on 693_UNCR 512x512, 2 shared cores, min of
+3 after warm-up: encode 71 ms, decode 60 ms (the proto, measured beside it: 102 / 98 ms).
 """
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ def decode(payload: bytes, exact: bool = True) -> np.ndarray:
         dtype = np.dtype(h.dtype)
     except TypeError:
         raise CodecError(f"corrupted header: dtype {h.dtype!r}") from None
-    if h.hi <= h.lo:
-        raise CodecError("corrupted header: rate point or normalisation out of range")
+    if not vmin <= h.lo < h.hi <= vmax + 1:  # encode's hi is lo + 1 on a constant slice
+        raise CodecError(f"corrupted header: value range {h.lo}..{h.hi} outside {vmin}..{vmax}")
     values = coder.decode(p, model, tiles.Grid(h.rows, h.cols, h.tile), vmin, vmax, exact)
     return values.astype(dtype)

@@ -94,7 +94,7 @@ def latent_recon(p: bitstream.Payload, model: learned.LearnedModel, grid: tiles.
         raise CodecError("corrupted header: rate point or normalisation out of range")
     try:
         y_full = learned.decode_latents(model, p.chunks, grid)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, AssertionError) as exc:  # constriction asserts on words it cannot decode
         raise CodecError(f"corrupted latent stream: {exc}") from None
     return learned.reconstruct(model, y_full, grid, h.rate_point, h.lo, h.hi, vmin, vmax, exact=exact)
 

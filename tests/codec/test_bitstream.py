@@ -236,6 +236,24 @@ def test_headers_a_decode_cannot_honour_are_refused_before_anything_is_allocated
             api.payload_info(data)
 
 
+def test_a_consistent_lossy_payload_with_damaged_latents_or_range_is_refused_cleanly(payloads):
+    """Latent words the range decoder cannot follow (it asserts) and a value range past the bit depth (it overflowed
+    in the synthesis) are CodecErrors, not crashes: 40 tile chunks with three bytes inverted, two forged ranges."""
+    p = api.sections(payloads["lossy:1"])
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        chunk = bytearray(p.chunks[0])
+        for _ in range(3):
+            chunk[int(rng.integers(len(chunk)))] ^= 0xFF
+        try:
+            api.decode(bitstream.pack(bitstream.Payload(p.header, [bytes(chunk), *p.chunks[1:]], p.residual)))
+        except api.CodecError:
+            pass
+    for lo, hi in ((-(2**62), 2**62), (0, 2**40)):
+        with pytest.raises(api.CodecError, match="value range"):
+            api.decode(_with_header(payloads["lossy:1"], lo=lo, hi=hi))
+
+
 def test_a_frame_wider_than_a_payload_may_say_is_refused_at_encode():
     with pytest.raises(api.CodecError, match="at most 65535"):
         api.encode(np.zeros((2, 70000), np.uint8), "lossless", 8, False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
@@ -121,3 +122,10 @@ def shutdown() -> None:
         if _pool is not None:
             _pool.shutdown(wait=True, cancel_futures=True)
             _pool = None
+
+
+# A process started by multiprocessing (Prefect's runner starts a served flow run so) ends in
+# multiprocessing.util._exit_function, which joins its child processes and never runs atexit: the pool's workers wait
+# for work, so without this finaliser (run by _exit_function before it joins) a served flow run never exited and
+# `medzip serve` hung on Ctrl-C, its Prefect server left running.
+multiprocessing.util.Finalize(None, shutdown, exitpriority=100)

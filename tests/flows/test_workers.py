@@ -51,3 +51,22 @@ def test_workers_exit_when_the_process_that_started_them_is_killed(tmp_path):
         time.sleep(0.2)
     assert all(workers._gone(p) for p in pids)
     assert time.monotonic() - started < 60  # capture_output returned: nothing kept the pipes open
+
+
+def _work_in_a_multiprocessing_child() -> None:
+    assert workers.run(1, divmod, 7, 2) == (3, 1)
+
+
+def test_a_process_started_by_multiprocessing_exits_after_using_the_pool():
+    """Prefect's runner starts a served flow run as a multiprocessing child: such a process ends by joining its own
+    children, without atexit, so the pool must be shut down by multiprocessing's finaliser or the run never exits."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_work_in_a_multiprocessing_child)
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+        child.join()
+    assert not alive and child.exitcode == 0

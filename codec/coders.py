@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from codec import bitstream, learned, residual, residual_raster, tiles, wavelet
+from codec import bitstream, learned, residual, residual_mixed, residual_raster, tiles, wavelet
 from codec.bitstream import NO_LATENTS
 from codec.errors import CodecError, ResidualError, WaveletError
 from codec.modes import Mode
@@ -139,7 +139,7 @@ _PROBE_LOSSLESS = 64
 
 
 def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
-           predictor: residual_raster.Predictor):
+           predictor: residual_raster.Predictor, mixed: bool):
     """The residual layer worth coding whole: version 1 (interleaved levels) where it codes a centre band (k > 0; a
     centre crop for lossless) in less than _V1_MARGIN of the raster layer's bytes (with the whole slice's
     `predictor`, as it would code the slice), else the raster one (fast; better on most CT and MR)."""
@@ -151,9 +151,30 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
         r0, c0, height, width = max(0, (rows - side) // 2) & ~1, max(0, (cols - side) // 2) & ~1, side, side
     crop = np.ascontiguousarray(values[r0 : r0 + height, c0 : c0 + width])
     base = recon[: crop.shape[0], : crop.shape[1]]
-    raster = len(residual_raster.encode_residual(crop, base, k, bits, signed, predictor))
+    raster = len(residual_raster.encode_residual(crop, base, k, bits, signed, predictor, mixed=mixed))
     margin = _V1_MARGIN if k else 1.0
     return residual if len(residual.encode_residual(crop, base, k, bits, signed)) < margin * raster else residual_raster
+
+
+# The context-mixed coder (codec/residual_mixed.py) must save this share of the range coder's bytes to be kept: where
+# it saves less (noisy MR: 0.3-1.5 %) it would only cost decode time (up to 2x the range coder's on a 512² MR).
+_MIXED_GAIN = 0.98
+
+
+def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
+                   predictor: residual_raster.Predictor, memo: dict) -> tuple[bytes, np.ndarray]:
+    """The raster layer, context-mixed or range-coded: both on the frame's first residual attempt (slices of up to
+    residual_mixed.MAX_PIXELS), the mixed one kept where it is under _MIXED_GAIN of the other; later attempts of the
+    frame (other k) reuse that verdict from `memo`."""
+    if values.size > residual_mixed.MAX_PIXELS:
+        return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
+    if "mixed coder" in memo:
+        return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor,
+                                                       mixed=memo["mixed coder"])
+    mixed = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=True)
+    ranged = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
+    memo["mixed coder"] = len(mixed[0]) < _MIXED_GAIN * len(ranged[0])
+    return mixed if memo["mixed coder"] else ranged
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, memo: dict
@@ -163,16 +184,17 @@ def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, s
     slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
     it: for k > 0 always; lossless only when the raster layer finds a pixel-parity structure (upsampled,
     interleaved slices), so a plain lossless slice pays for the raster layer alone. The smaller whole stream is kept:
-    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice. `memo` keeps
-    the first near-lossless verdict (the probe's, or raster once version 1 lost whole) for the frame's later k
-    (codec.api.SliceEncoder). Returns the stream and the values it decodes to."""
+    a probe can misjudge the slice. The raster layer's predictor is fitted once, for probe and slice; its coder is
+    _raster_stream's. `memo` keeps the first near-lossless verdict (the probe's, or raster once version 1 lost
+    whole) for the frame's later k (codec.api.SliceEncoder). Returns the stream and the values it decodes to."""
     predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
-    res = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor)
+    res = _raster_stream(values, recon, k, bits, signed, predictor, memo)
+    mixed = memo.get("mixed coder", False)  # the probe codes its crop as the slice's raster layer is coded
     if k == 0:
-        layer = _probe(values, recon, k, bits, signed, predictor) if predictor.by_parity else residual_raster
+        layer = _probe(values, recon, k, bits, signed, predictor, mixed) if predictor.by_parity else residual_raster
     else:
         if "near-lossless layer" not in memo:
-            memo["near-lossless layer"] = _probe(values, recon, k, bits, signed, predictor)
+            memo["near-lossless layer"] = _probe(values, recon, k, bits, signed, predictor, mixed)
         layer = memo["near-lossless layer"]
     if layer is residual:
         v1 = residual.encode_residual_decoded(values, recon, k, bits, signed)

@@ -6,9 +6,11 @@ Versions 2-4 spend 43 bytes on their header, 48 on each weight set and 16 on the
 everything) and keeps the CRC-32 of the decoded values:
 
     magic MZR5, flags (bit 0 signed, bit 1 exact block map follows, bits 2-3 the weight sets: 0 one, 1 four,
-    2 three intensity classes), bits stored (u8), k, rows, cols, base (zigzag), top (zigzag), CRC-32 of the decoded
+    2 three intensity classes, bit 4 the context-mixed coder of codec/residual_mixed.py in place of the range
+    coder), bits stored (u8), k, rows, cols, base (zigzag), top (zigzag), CRC-32 of the decoded
     values (u32), the weights (zigzag, 12 a set), the two intensity thresholds (zigzag, three-class streams only),
-    then (with bit 1) the exact block map as varint length + zlib data, then the range coder's words.
+    then (with bit 1) the exact block map as varint length + zlib data, then the range coder's words (with bit 4:
+    the binary arithmetic coder's bytes).
 """
 from __future__ import annotations
 
@@ -44,13 +46,14 @@ class Compact:
     weights: np.ndarray  # (sets, N_NEIGHBOURS) int64
     thresholds: np.ndarray  # () or (2,) int64
     exact_map: bytes | None  # zlib data of the packed block map (walk version 4), None for version 3
+    mixed: bool = False  # coded by the context mixer (codec/residual_mixed.py)
 
 
 def pack(h: Compact) -> bytes:
     sets = len(h.weights)
     if sets not in _SETS_CODE:
         raise ResidualError(f"stream version 5 carries 1, 3 or 4 weight sets, not {sets}")
-    flags = int(h.signed) | (2 if h.exact_map is not None else 0) | (_SETS_CODE[sets] << 2)
+    flags = int(h.signed) | (2 if h.exact_map is not None else 0) | (_SETS_CODE[sets] << 2) | (16 if h.mixed else 0)
     out = bytearray(MAGIC5)
     out += bytes((flags, h.bits))
     out += write_varints((h.k, h.rows, h.cols, zigzag(h.base), zigzag(h.top)))
@@ -63,13 +66,13 @@ def pack(h: Compact) -> bytes:
 
 
 def parse(data: bytes, n_neighbours: int, intensity_classes: int) -> tuple[Compact, bytes]:
-    """The header of a version 5 stream and the range coder's bytes after it."""
+    """The header of a version 5 stream and the coder's bytes after it."""
     r = reader(bytes(data))
     if r.take(4) != MAGIC5:
         raise ResidualError("not a version 5 residual stream")
     flags, bits = r.take(2)
-    code = flags >> 2
-    if flags & ~0x0F or code not in _SETS_OF:
+    code = (flags >> 2) & 3
+    if flags & ~0x1F or code not in _SETS_OF:
         raise ResidualError(f"residual stream corrupted (header flags {flags:#x})")
     sets = _SETS_OF[code]
     k, rows, cols, base, top = r.varint(), r.varint(), r.varint(), r.signed(), r.signed()
@@ -80,5 +83,5 @@ def parse(data: bytes, n_neighbours: int, intensity_classes: int) -> tuple[Compa
     thresholds = np.array([r.signed() for _ in range(intensity_classes - 1)] if sets == intensity_classes else [],
                           np.int64)
     exact = r.take(r.varint()) if flags & 2 else None
-    head = Compact(k, bits, bool(flags & 1), rows, cols, base, top, crc, weights, thresholds, exact)
+    head = Compact(k, bits, bool(flags & 1), rows, cols, base, top, crc, weights, thresholds, exact, bool(flags & 16))
     return head, r.rest()

@@ -32,6 +32,7 @@ import numpy as np
 from codec import raster_kernels as K
 from codec import raster_kernels3 as K3
 from codec import residual_header as RH
+from codec import residual_mixed as RM
 from codec.errors import ResidualError
 from codec.raster_fit import INTENSITY_CLASSES, Predictor, fit_predictor, fit_weights  # noqa: F401 (re-exported)
 from codec.values import check_fits, value_range
@@ -174,24 +175,31 @@ class _Walk:
 
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
-                    predictor: Predictor | np.ndarray | None = None, version: int | None = None) -> bytes:
+                    predictor: Predictor | np.ndarray | None = None, version: int | None = None,
+                    mixed: bool | None = None) -> bytes:
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
     `predictor` (fitted to the values when None; a probe of a crop passes the whole slice's; bare weight sets are
     taken as one set or four parity sets), as a stream of `version`: None = 5 (version 4's walk where k > 0 and the
     slice is constant on some EXACT_BLOCK² blocks, else version 3's, under the compact header of
-    codec/residual_header.py); 2, 3 or 4 exactly, for measurements against each other and old streams."""
-    return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version)[0]
+    codec/residual_header.py); 2, 3 or 4 exactly, for measurements against each other and old streams. `mixed`:
+    version 5 with the context-mixed coder (codec/residual_mixed.py) in place of the range coder; None: where the
+    slice has at most RM.MAX_PIXELS pixels."""
+    return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version, mixed)[0]
 
 
 def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
-                            predictor: Predictor | np.ndarray | None = None, version: int | None = None
-                            ) -> tuple[bytes, np.ndarray]:
+                            predictor: Predictor | np.ndarray | None = None, version: int | None = None,
+                            mixed: bool | None = None) -> tuple[bytes, np.ndarray]:
     """encode_residual's stream and the values it decodes to (the walk's own reconstruction)."""
     if version not in (None, *_SETS):
         raise ResidualError(f"no raster residual stream version {version!r}")
     base = _check(values, recon, k, bits_stored, signed)
     v = np.ascontiguousarray(values, dtype=np.int64)
     compact = version in (None, 5)
+    if mixed is None:
+        mixed = compact and values.size <= RM.MAX_PIXELS
+    if mixed and not compact:
+        raise ResidualError(f"the context-mixed coder is a version 5 stream, not version {version}")
     exact = constant_blocks(v) if version == 4 or (compact and k > 0) else None
     if compact:
         version = 4 if exact is not None and exact.any() else 3
@@ -205,24 +213,15 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     weights = predictor.weights
     top = int(v[0, 0])
     st = _Walk(v.shape, k, bits_stored, signed, top, version, exact if version == 4 else None)
-    enc = constriction.stream.queue.RangeEncoder()
-    for t in st.wavefronts():
-        n = st.predict(t, predictor)
-        most = st.quantise(t, v, n)
-        enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
-        if version >= 3:
-            st.encode_signs(enc, n)
-        st.encode_raw(enc, n, most)
-        st.commit(t)
+    words = RM.encode_walk(st, v, predictor) if mixed else _range_coded(st, v, predictor, version)
     decoded = st.decoded().copy()
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
         raise AssertionError(f"residual layer broke its bound: max error {bound} > k={k}")
-    words = enc.get_compressed().astype("<u4").tobytes()
     if compact:
         packed = zlib.compress(np.packbits(exact).tobytes(), 9) if version == 4 else None
         head = RH.Compact(k, bits_stored, bool(signed), *v.shape, base, top, _crc(decoded), weights,
-                          predictor.thresholds, packed)
+                          predictor.thresholds, packed, mixed)
         return RH.pack(head) + words, decoded
     head = _HEAD.pack(_MAGIC_OF[version], k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded),
                       len(weights))
@@ -235,20 +234,37 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     return head + sets + words, decoded
 
 
+def _range_coded(st: _Walk, v: np.ndarray, predictor: Predictor, version: int) -> bytes:
+    enc = constriction.stream.queue.RangeEncoder()
+    for t in st.wavefronts():
+        n = st.predict(t, predictor)
+        most = st.quantise(t, v, n)
+        enc.encode(st.tok[:n].astype(np.int32), st.categorical, st.probabilities(n))
+        if version >= 3:
+            st.encode_signs(enc, n)
+        st.encode_raw(enc, n, most)
+        st.commit(t)
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:
     """Inverse of encode_residual given the same recon, k, bits_stored and signed (int64 array)."""
     data = bytes(data)
+    mixed = False
     if data[:4] == RH.MAGIC5:
-        version, predictor, exact, top, crc_dec, body = _read_compact(data, recon, k, bits_stored, signed)
+        version, predictor, exact, top, crc_dec, body, mixed = _read_compact(data, recon, k, bits_stored, signed)
     else:
         version, predictor, exact, top, crc_dec, body = _read_fixed(data, recon, k, bits_stored, signed)
     rows, cols = recon.shape
-    if len(body) % 4:
+    if len(body) % 4 and not mixed:
         raise ResidualError("residual stream truncated or corrupted (length not a whole number of words)")
     lo, hi = value_range(bits_stored, signed, ResidualError)
     if not lo <= top <= hi:
         raise ResidualError("residual stream corrupted: first value outside the range")
     st = _Walk((rows, cols), k, bits_stored, signed, top, version, exact)
+    if mixed:
+        RM.decode_walk(st, predictor, body)
+        return _checked(st.decoded().copy(), crc_dec)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
     try:
         for t in st.wavefronts():
@@ -264,7 +280,10 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
             st.commit(t)
     except Exception as exc:  # the range decoder tripping over corrupted data
         raise ResidualError(f"residual stream corrupted: {exc}") from None
-    decoded = st.decoded().copy()
+    return _checked(st.decoded().copy(), crc_dec)
+
+
+def _checked(decoded: np.ndarray, crc_dec: int) -> np.ndarray:
     if _crc(decoded) != crc_dec:
         raise ResidualError("residual stream corrupted or decoded with another recon: decoded values fail their CRC")
     return decoded
@@ -340,7 +359,8 @@ def _read_fixed(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool)
 
 
 def _read_compact(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool):
-    """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names."""
+    """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names, and whether
+    the context-mixed coder coded it."""
     h, body = RH.parse(data, K.N_NEIGHBOURS, INTENSITY_CLASSES)
     _mismatch(h.k, h.bits, h.signed, (h.rows, h.cols), k, bits, signed, recon)
     if _check(None, recon, k, bits, signed) != h.base:
@@ -348,7 +368,7 @@ def _read_compact(data: bytes, recon: np.ndarray, k: int, bits: int, signed: boo
     if np.any(np.diff(h.thresholds) <= 0):
         raise ResidualError("residual stream corrupted: intensity thresholds out of order")
     exact = None if h.exact_map is None else _inflate_exact(h.exact_map, recon.shape)
-    return (3 if exact is None else 4), Predictor(h.weights, h.thresholds), exact, h.top, h.crc_decoded, body
+    return (3 if exact is None else 4), Predictor(h.weights, h.thresholds), exact, h.top, h.crc_decoded, body, h.mixed
 
 
 def _read_predictor(data: bytes, version: int, n_sets: int) -> tuple[Predictor, bytes]:

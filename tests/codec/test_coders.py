@@ -16,6 +16,7 @@ import pytest
 from codec import api, coders
 from codec.modes import KINDS, Mode
 from codec.values import value_range
+from tests.helpers.slices import real_slice
 from tests.realdata import decoded_frames
 
 KS = (0, 1, 2, 4)
@@ -180,6 +181,32 @@ def test_a_slice_encoder_settles_the_near_lossless_layer_once_a_frame(monkeypatc
         assert np.abs(decoded.astype(int) - noise).max() <= k
     assert probes == [2] and wholes == [2]  # tried whole once, lost, not again
     assert api.decode(enc.encode_decoded(Mode.lossless())[0]).tolist() == noise.tolist()
+
+
+def test_the_context_mixed_coder_is_kept_where_it_pays_and_the_frame_keeps_the_verdict(monkeypatch):
+    """On a CT the context-mixed raster stream (flag bit 4) is 5-11 % smaller and is kept; on white noise it saves
+    nothing and the range coder's stream is kept. Both are coded on the frame's first residual attempt only."""
+    from codec import residual_raster
+
+    calls = []
+    real = residual_raster.encode_residual_decoded
+    def counting(values, *a, **kw):
+        calls.append((values.shape, kw.get("mixed")))
+        return real(values, *a, **kw)
+
+    monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    v, bits, signed = real_slice("693_UNCR.dcm")
+    noise = np.random.default_rng(2).integers(0, 4096, (128, 128)).astype(np.int64)
+    for values, b, s, kept in ((v, bits, signed, True), (noise, 12, False, False)):
+        calls.clear()
+        enc = api.SliceEncoder(values, b, s)
+        for k in (4, 2, 0):
+            payload, decoded = enc.encode_decoded(Mode.lossless() if k == 0 else Mode.near_lossless(k))
+            stream = api.sections(payload).residual
+            assert residual_raster.is_raster_stream(stream) and bool(stream[4] & 16) == kept
+            assert np.array_equal(api.decode(payload), decoded) and np.abs(decoded - values).max() <= k
+        whole = [mixed for shape, mixed in calls if shape == values.shape]
+        assert whole == [True, False, kept, kept]  # both coders once, then the verdict
 
 
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])

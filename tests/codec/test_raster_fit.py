@@ -10,14 +10,15 @@ from tests.helpers.slices import flat, real_slice
 @pytest.mark.parametrize("k,gain", [(0, 0.99), (2, 0.995)])
 def test_a_ct_with_air_and_body_gets_intensity_class_weights_and_they_pay(k, gain):
     """On the CT 693 the air and padding want a smoothing predictor, the body an extrapolating one: three intensity
-    class weight sets code the slice smaller than one set does."""
+    class weight sets code the slice smaller than one set does under the range coder. (Under the context-mixed coder,
+    whose intensity context does part of their job, they pay 1.0 % lossless and cost 0.4 % at k = 2.)"""
     v, bits, signed = real_slice("693_UNCR.dcm")
     predictor = F.fit_predictor(v, k)
     assert len(predictor.weights) == F.INTENSITY_CLASSES and not predictor.by_parity
     assert len(predictor.thresholds) == F.INTENSITY_CLASSES - 1 and np.all(np.diff(predictor.thresholds) > 0)
     assert np.all(predictor.weights.sum(axis=1) == 1 << 12)
-    by_level = R.encode_residual(v, flat(v), k, bits, signed, predictor)
-    one = R.encode_residual(v, flat(v), k, bits, signed, F.fit_predictor(v, k, intensity=False))
+    by_level = R.encode_residual(v, flat(v), k, bits, signed, predictor, mixed=False)
+    one = R.encode_residual(v, flat(v), k, bits, signed, F.fit_predictor(v, k, intensity=False), mixed=False)
     assert len(by_level) < gain * len(one)  # measured: 0.985 lossless, 0.990 at k = 2
     assert np.abs(R.decode_residual(by_level, flat(v), k, bits, signed) - v).max() <= k
 

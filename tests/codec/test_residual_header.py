@@ -28,7 +28,7 @@ def test_varints_and_zigzag_round_trip_at_the_edges():
 def test_same_walk_and_values_as_version_3_or_4_in_fewer_bytes(name, crop, k, walk):
     v, bits, signed = real_slice(name)
     v = np.ascontiguousarray(v if crop is None else v[crop]).astype(np.int64)
-    new, decoded = R.encode_residual_decoded(v, flat(v), k, bits, signed)
+    new, decoded = R.encode_residual_decoded(v, flat(v), k, bits, signed, mixed=False)
     old = R.encode_residual(v, flat(v), k, bits, signed, version=walk)
     assert new[:4] == RH.MAGIC5 and bool(new[4] & 2) == (walk == 4)
     out = R.decode_residual(new, flat(v), k, bits, signed)
@@ -50,7 +50,7 @@ def test_every_truncation_and_header_damage_is_an_error():
     for cut in range(head_len):
         with pytest.raises(ResidualError):
             R.decode_residual(data[:cut], flat(v), 4, bits, signed)
-    for flags in (data[4] | 0x10, (data[4] & 0x03) | 0x0C):  # an unknown flag bit; weight set code 3
+    for flags in (data[4] | 0x20, (data[4] & 0x03) | 0x0C):  # an unknown flag bit; weight set code 3
         with pytest.raises(ResidualError, match="flags"):
             R.decode_residual(data[:4] + bytes([flags]) + data[5:], flat(v), 4, bits, signed)
     with pytest.raises(ResidualError, match="k=5"):

@@ -1,0 +1,242 @@
+"""Compiled (numba) kernels of the context-mixing coder: raster residual stream version 5 with flag bit 4.
+
+The walk, the predictor and q are version 3's (or 4's); only how q is put into bits differs. Each |q| is binarised
+as an exponent class (0, 1, 2-3, 4-7, ...) in unary up or down from a start class that the neighbours' recent errors
+predict, the top MANTISSA bits below its leading one, the rest at probability one half, then the sign in version 3's
+flipped frame. Each binary decision is predicted by four adaptive counters on different contexts (the W and N
+neighbours' |q| classes; the prediction's intensity and the activity; the sub-predictors' smallest recent error and
+the sign state; the W, N, NW, NE signs and the activity), mixed by a logistic mixer that learns online on each
+decision's code length (lpaq1's design, integers only), refined by an APM stage and coded by a binary arithmetic
+coder with 12-bit probabilities. Encoder and decoder run this same code on the same integers, so every probability
+is identical on every CPU. Measured first in lab/context_mixing.py (design "cm_seq", models 3, 5, 6, 7 there).
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from codec.raster_kernels import ERR_CAP, N_CTX, N_SUB, PAD, _ilog2, _split, bounds
+
+# lpaq1's squash (12-bit probability of a stretch value / 256) as a table, and its inverse
+_SQ_T = (1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348, 3607, 3785, 3901,
+         3975, 4022, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094)
+
+
+def _squash_int(d: int) -> int:
+    if d > 2047:
+        return 4095
+    if d < -2047:
+        return 1
+    w, i = d & 127, (d >> 7) + 16
+    return max(1, (_SQ_T[i] * (128 - w) + _SQ_T[i + 1] * w + 64) >> 7)
+
+
+SQUASH = np.array([_squash_int(d) for d in range(-2048, 2048)], np.int64)  # index d + 2048
+STRETCH = np.full(4096, 2047, np.int64)  # the smallest d whose squash reaches p
+for _d in range(2047, -2048, -1):
+    STRETCH[: _squash_int(_d) + 1] = _d
+RATE = np.array([65536 * 2 // (2 * n + 3) for n in range(256)], np.int64)  # a counter's rate 1 / (n + 1.5)
+COUNT_LIMIT = 255
+MODELS = (64, 128, 120, 324)  # contexts of each model (see _contexts())
+# binary decisions per context: "class > j" going up 0..47, mantissa nodes 48..239, signs 240..247, "class >= c" at the
+# start class c 256..303, "class >= j" going down 304..351 (32-bit values have classes up to 34)
+N_BIN = 352
+UP, MANT, SIGN, FIRST, DOWN = 0, 48, 240, 256, 304
+MAX_CLASS = 47
+N_IN = len(MODELS) + 1  # + the bias input
+MODEL_BASE = np.cumsum((0,) + tuple(n * N_BIN for n in MODELS)).astype(np.int64)
+N_APM = 33
+MIX_SETS = N_BIN * 3  # the mixer's weights per bin and three activity classes
+MANTISSA = 3  # mantissa bits modelled below the leading one; the rest at probability one half (2: +0.2-0.8 % on CT)
+START_DIV = 4  # the class code starts at the class of (the neighbours' recent errors / this): 2 and 8 do as well
+LEARNING_RATE = 2
+WEIGHT_LIMIT = 1 << 24  # 16.16 weights stay within +-256
+MAX_DECISIONS = 64  # per pixel, far above the 2 + 20 + 1 a 20-bit |q| can need: buffers are sized from it
+
+
+def new_state() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mixer's starting state: counters at one half with no count, weights 1/4, the APM the identity."""
+    prob = np.full(MODEL_BASE[-1], 1 << 21, np.int64)  # 22-bit probabilities
+    count = np.zeros(MODEL_BASE[-1], np.int64)
+    weights = np.full((MIX_SETS, N_IN), (1 << 16) // 4, np.int64)
+    apm = np.empty((N_BIN * N_CTX, N_APM), np.int64)
+    for j in range(N_APM):
+        apm[:, j] = SQUASH[min(max((j - 16) * 128, -2047), 2047) + 2048] * 16
+    return prob, count, weights, apm
+
+
+# ---------------------------------------------------------------------------- binary arithmetic coder (32-bit)
+# state: [low, high, code (decoder), position in the buffer]
+@nb.njit(cache=True, inline="always")
+def _code(enc, bit, p, cs, buf):
+    """Code (enc) or decode one decision whose probability of a 1 is p / 4096; returns the bit."""
+    lo, hi = cs[0], cs[1]
+    mid = lo + ((hi - lo) >> 12) * p
+    if not enc:
+        bit = 1 if cs[2] <= mid else 0
+    if bit:
+        hi = mid
+    else:
+        lo = mid + 1
+    while ((lo ^ hi) & 0xFF000000) == 0:
+        if enc:
+            buf[cs[3]] = hi >> 24
+        else:
+            cs[2] = ((cs[2] << 8) & 0xFFFFFFFF) | (buf[cs[3]] if cs[3] < len(buf) else 0)
+        cs[3] += 1
+        lo = (lo << 8) & 0xFFFFFFFF
+        hi = ((hi << 8) & 0xFFFFFFFF) | 255
+    cs[0], cs[1] = lo, hi
+    return bit
+
+
+def encoder_state() -> np.ndarray:
+    return np.array([0, 0xFFFFFFFF, 0, 0], np.int64)
+
+
+def decoder_state(body: np.ndarray) -> np.ndarray:
+    code = 0
+    for i in range(4):
+        code = (code << 8) | (int(body[i]) if i < len(body) else 0)
+    return np.array([0, 0xFFFFFFFF, code, 4], np.int64)
+
+
+def flush(cs: np.ndarray, buf: np.ndarray) -> int:
+    """The encoder's last byte: low's top byte + 1 lies in (low, high] (their top bytes differ), and the decoder
+    reads zeros after it. Returns the stream's length."""
+    buf[cs[3]] = (cs[0] >> 24) + 1
+    return int(cs[3]) + 1
+
+
+# ---------------------------------------------------------------------------- the mixer
+@nb.njit(cache=True, inline="always")
+def _squash(d):
+    return SQUASH[min(max(d, -2047), 2047) + 2048]
+
+
+@nb.njit(cache=True)
+def _decision(enc, y, ctxs, b, a, asel, prob, count, weights, apm, cs, buf, slots, x):
+    """One binary decision in bin b: predict, code (or decode) it, learn from it; returns the bit."""
+    mix = b * 3 + asel
+    dot = 0
+    for i in range(N_IN - 1):
+        s = MODEL_BASE[i] + ctxs[i] * N_BIN + b
+        slots[i] = s
+        x[i] = STRETCH[prob[s] >> 10]
+        dot += x[i] * weights[mix, i]
+    x[N_IN - 1] = 256
+    dot += 256 * weights[mix, N_IN - 1]
+    pm = _squash(dot >> 16)
+    st = (STRETCH[pm] + 2048) * (N_APM - 1)
+    lo, wt = st >> 12, st & 4095
+    hi = min(lo + 1, N_APM - 1)
+    ac = b * N_CTX + a
+    pa = (apm[ac, lo] * (4096 - wt) + apm[ac, hi] * wt) >> 16
+    p = min(max((pm + 3 * pa) >> 2, 1), 4095)
+    y = _code(enc, y, p, cs, buf)
+    for i in range(N_IN - 1):
+        s = slots[i]
+        prob[s] += (((y << 22) - prob[s]) * RATE[count[s]]) >> 16
+        if count[s] < COUNT_LIMIT:
+            count[s] += 1
+    err = ((y << 12) - pm) * LEARNING_RATE
+    for i in range(N_IN):
+        weights[mix, i] = min(max(weights[mix, i] + ((x[i] * err) >> 14), -WEIGHT_LIMIT), WEIGHT_LIMIT)
+    g = (y << 16) + (y << 7) - y - y
+    j = lo if wt < 2048 else hi
+    apm[ac, j] += (g - apm[ac, j]) >> 7
+    return y
+
+
+@nb.njit(cache=True, inline="always")
+def _eclass(u):
+    """0 for 0, else 1 + floor(log2 u): 1, 2-3, 4-7, ..."""
+    return 0 if u == 0 else _ilog2(u) + 1
+
+
+@nb.njit(cache=True)
+def _contexts(pi, pj, a, state, flip, pred, lo, lvl_shift, step, E, ES, QS, ctxs):
+    """The four models' contexts of the pixel at padded (pi, pj); everything in them is decoded already. Returns the
+    sub-predictors' smallest recent error around it in steps, plus one."""
+    ctxs[0] = min(_eclass(E[pi, pj - 1]), 7) * 8 + min(_eclass(E[pi - 1, pj]), 7)
+    ctxs[1] = min((pred - lo) >> lvl_shift, 15) * 8 + min(a // 3, 7)
+    best = ERR_CAP * 8  # the sub-predictors' smallest recent error around the pixel (its third octaves: ctxs[2])
+    for s in range(N_SUB):
+        e = ES[pi, pj - 1, s] + ES[pi - 1, pj, s] + ES[pi - 1, pj - 1, s] + ES[pi - 1, pj + 1, s] \
+            + (ES[pi, pj - 2, s] + ES[pi - 2, pj, s]) // 2
+        best = min(best, e)
+    xe = best // step + 1
+    lg = _ilog2(xe)
+    f = xe << 10 >> lg if lg < 50 else 1024
+    ctxs[2] = min(3 * lg + (0 if f < 1290 else (1 if f < 1625 else 2)), 39) * 3 + state
+    sg = (np.sign(QS[pi, pj - 1]) + 1) + 3 * (np.sign(QS[pi - 1, pj]) + 1) \
+        + 9 * (np.sign(QS[pi - 1, pj - 1]) + 1) + 27 * (np.sign(QS[pi - 1, pj + 1]) + 1)
+    ctxs[3] = (80 - sg if flip else sg) * 4 + min(a // 6, 3)  # the signs in the flipped frame
+    return xe
+
+
+@nb.njit(cache=True)
+def wavefront(enc, t, rows, cols, step, lo, hi, pred, ctx, state, flip, q, tokens, neg, E, ES, QS, prob, count,
+              weights, apm, cs, buf, n_tokens):
+    """Code (enc = 1: from q and neg) or decode (enc = 0: into q, tokens and neg) the n pixels of wavefront t.
+    Returns n, or -1 when a decoded |q| is impossible (a corrupted stream): its token would be n_tokens or more."""
+    i0, i1 = bounds(t, rows, cols)
+    n = i1 - i0 + 1
+    lvl_shift = max(_ilog2(hi - lo + 1) - 4, 0)
+    e_max = _ilog2(hi - lo + 1) + 2  # |q| < 2 (hi - lo + 1): its class is at most this
+    ctxs = np.empty(N_IN - 1, np.int64)
+    slots = np.empty(N_IN - 1, np.int64)
+    x = np.empty(N_IN, np.int64)
+    for m in range(n):
+        i = i0 + m
+        pi, pj = i + PAD, t - 2 * i + PAD
+        a = ctx[m]
+        xe = _contexts(pi, pj, a, state[m], flip[m], pred[m], lo, lvl_shift, step, E, ES, QS, ctxs)
+        asel = min(a // 8, 2)
+        u = abs(q[m]) if enc else 0
+        e = _eclass(u)
+        # the exponent class in unary from a start class c that the neighbours' errors predict, up or down: about
+        # 2 + |class - c| decisions instead of class + 1 (a noisy slice's |q| has classes of 5-8)
+        c = min(_eclass(xe // START_DIV), e_max, MAX_CLASS)
+        up = 1 if c == 0 else _decision(enc, 1 if e >= c else 0, ctxs, FIRST + c, a, asel, prob, count, weights,
+                                        apm, cs, buf, slots, x)
+        if up:
+            j = c
+            while _decision(enc, 1 if e > j else 0, ctxs, UP + j, a, asel, prob, count, weights, apm, cs, buf,
+                            slots, x):
+                j += 1
+                if j > min(e_max, MAX_CLASS):
+                    return -1
+            e = j
+        else:
+            j = c - 1
+            while j > 0 and not _decision(enc, 1 if e >= j else 0, ctxs, DOWN + j, a, asel, prob, count, weights,
+                                          apm, cs, buf, slots, x):
+                j -= 1
+            e = j
+        if e >= 2:
+            below = e - 1
+            node, v = 1, 1
+            for pos in range(below):
+                bit = (u >> (below - 1 - pos)) & 1
+                if pos < MANTISSA:
+                    b = MANT + min(e, 23) * 8 + node
+                    bit = _decision(enc, bit, ctxs, b, a, asel, prob, count, weights, apm, cs, buf, slots, x)
+                    node = 2 * node + bit
+                else:
+                    bit = _code(enc, bit, 2048, cs, buf)
+                v = 2 * v + bit
+            u = v
+        elif e == 1:
+            u = 1
+        sign = neg[m] if enc else 0
+        if e > 0:
+            sign = _decision(enc, sign, ctxs, SIGN + min(e, 7), a, asel, prob, count, weights, apm, cs, buf, slots, x)
+        if not enc:
+            neg[m] = sign
+            q[m] = -u if (sign == 1) != (flip[m] == 1) else u
+            tokens[m] = _split(u)[0]
+            if tokens[m] >= n_tokens:
+                return -1
+        QS[pi, pj] = q[m]
+    return n

@@ -1,0 +1,72 @@
+"""codec/residual_mixed.py: raster residual stream version 5 coded by the context mixer (flag bit 4) decodes to the
+range-coded walk's values in fewer bytes, refuses what is corrupted, is chosen by slice size, and its kept stream
+keeps decoding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codec import residual_header as RH
+from codec import residual_mixed as RM
+from codec import residual_raster as R
+from codec.errors import ResidualError
+from tests.helpers.slices import decodes_of_bit_flips, flat, kept_693_crop, real_slice
+
+
+@pytest.mark.parametrize("name,crop,k,gain", [
+    ("693_UNCR.dcm", None, 0, 0.97),  # measured 0.949
+    ("693_UNCR.dcm", None, 8, 0.92),  # 0.887
+    ("693_UNCR.dcm", (slice(0, 128), slice(32, 160)), 4, 0.85),  # air and exact blocks: 394 against 505 bytes
+    ("MR_small.dcm", None, 2, 0.995)])  # 0.984
+def test_same_values_as_the_range_coded_walk_in_fewer_bytes(name, crop, k, gain):
+    v, bits, signed = real_slice(name)
+    v = np.ascontiguousarray(v if crop is None else v[crop]).astype(np.int64)
+    mixed, decoded = R.encode_residual_decoded(v, flat(v), k, bits, signed)
+    ranged, decoded_ranged = R.encode_residual_decoded(v, flat(v), k, bits, signed, mixed=False)
+    assert mixed[:4] == RH.MAGIC5 and mixed[4] & 16 and not ranged[4] & 16
+    np.testing.assert_array_equal(decoded, decoded_ranged)  # the walk is the same; only the coder differs
+    np.testing.assert_array_equal(R.decode_residual(mixed, flat(v), k, bits, signed), decoded)
+    assert np.abs(decoded - v).max() <= k
+    assert len(mixed) < gain * len(ranged)
+
+
+def test_lossless_16_bit_extremes_round_trip():
+    """Full-range noise puts |q| at its largest exponent class; a constant slice codes nothing but zeros."""
+    rng = np.random.default_rng(1)
+    for v, signed in ((rng.integers(-32768, 32768, (40, 50)), True), (np.full((33, 17), 65535), False),
+                      (rng.integers(0, 2, (64, 64)) * 65535, False)):
+        v = v.astype(np.int64)
+        data = R.encode_residual(v, flat(v), 0, 16, signed, mixed=True)
+        np.testing.assert_array_equal(R.decode_residual(data, flat(v), 0, 16, signed), v)
+
+
+def test_slices_over_the_size_limit_keep_the_range_coder():
+    small = np.zeros((8, 8), np.int64)
+    assert R.encode_residual(small, flat(small), 0, 12, False)[4] & 16
+    big = np.zeros((1, RM.MAX_PIXELS + 1), np.int64)
+    assert not R.encode_residual(big, flat(big), 0, 12, False)[4] & 16
+    with pytest.raises(ResidualError, match="version 5"):
+        R.encode_residual(small, flat(small), 0, 12, False, version=3, mixed=True)
+
+
+def test_truncation_and_bit_flips_are_errors_or_stay_within_the_bound():
+    v, bits, signed = real_slice("MR_small.dcm")
+    data = R.encode_residual(v, flat(v), 2, bits, signed)
+    assert data[4] & 16
+    _, body = RH.parse(data, 12, 3)
+    for cut in (1, len(body) // 2, len(body) - 1):
+        with pytest.raises(ResidualError):
+            R.decode_residual(data[: len(data) - cut], flat(v), 2, bits, signed)
+    outs = list(decodes_of_bit_flips(lambda bad: R.decode_residual(bad, flat(v), 2, bits, signed), data,
+                                     ResidualError, start=len(data) - len(body), seed=7, flips=40))
+    for out in outs:
+        assert np.abs(out - v).max() <= 2  # the decoded values' CRC let it through: it must be right
+    unflagged = data[:4] + bytes([data[4] & ~16]) + data[5:]  # the same bytes read as range-coder words
+    with pytest.raises(ResidualError):
+        R.decode_residual(unflagged, flat(v), 2, bits, signed)
+
+
+def test_the_kept_context_mixed_stream_still_decodes():
+    """A stream written when the context-mixed coder shipped: later releases must decode it to the same values."""
+    values, crop, meta = kept_693_crop("ct_693_crop_k4_v5_mixed", b"MZR5", R.decode_residual)
+    assert np.abs(values - crop).max() <= meta["k"]

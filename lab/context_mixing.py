@@ -99,6 +99,7 @@ import numpy as np
 import pydicom
 
 from codec import raster_kernels as K
+from codec.mixer_kernels import SQUASH, STRETCH
 from codec import raster_kernels3 as K3
 from codec.raster_fit import fit_predictor
 from codec.raster_kernels import ERR_CAP, N_SUB, PAD, _ilog2, _split, bounds, quantised
@@ -109,30 +110,7 @@ from lab.realdata import find
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 # ------------------------------------------------------------------------------------ integer logistic arithmetic
-# lpaq1's squash (12-bit probability of a stretch value scaled by 256) and its inverse; tables of integers
-_SQ_T = np.array([1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1546, 2047, 2549, 2994, 3348, 3607,
-                  3785, 3901, 3975, 4022, 4050, 4068, 4079, 4085, 4089, 4092, 4093, 4094], np.int64)
-
-
-def _squash_py(d: int) -> int:
-    if d > 2047:
-        return 4095
-    if d < -2047:
-        return 1
-    w = d & 127
-    i = (d >> 7) + 16
-    return max(1, int((_SQ_T[i] * (128 - w) + _SQ_T[i + 1] * w + 64) >> 7))
-
-
-SQUASH = np.array([_squash_py(d) for d in range(-2048, 2048)], np.int64)  # index d + 2048
-STRETCH = np.zeros(4096, np.int64)
-_pi = 0
-for _x in range(-2047, 2048):
-    _v = _squash_py(_x)
-    for _j in range(_pi, _v + 1):
-        STRETCH[_j] = _x
-    _pi = _v + 1
-STRETCH[_pi:] = 2047
+# lpaq1's squash and stretch tables: the product coder's (codec/mixer_kernels.py), which started here
 DT = np.array([65536 * 2 // (2 * n + 3) for n in range(1024)], np.int64)  # counter rate 1 / (n + 1.5)
 LOG2 = np.log2(np.arange(1, 4097) / 4096.0)  # measurement only: -LOG2[p - 1] bits for probability p / 4096
 

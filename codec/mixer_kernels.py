@@ -51,7 +51,7 @@ MANTISSA = 3  # mantissa bits modelled below the leading one; the rest at probab
 START_DIV = 4  # the class code starts at the class of (the neighbours' recent errors / this): 2 and 8 do as well
 LEARNING_RATE = 2
 WEIGHT_LIMIT = 1 << 24  # 16.16 weights stay within +-256
-MAX_DECISIONS = 64  # per pixel, far above the 2 + 20 + 1 a 20-bit |q| can need: buffers are sized from it
+MAX_DECISIONS = 64  # buffer sizing: a pixel's bits stay under 2 x this many bytes (a 32-bit |q|: ~470 bits)
 
 
 def new_state() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -11,9 +11,9 @@ import numpy as np
 from codec import mixer_kernels as MK
 from codec.errors import ResidualError
 
-# New streams use this coder on slices of up to MAX_PIXELS: 3-11 % fewer bytes than the range coder on 512² CT and
-# 1-2.5 % on MR at 1.1-2.2x its walk's time; on a 3.6 MP radiograph it saved 0.3-0.7 % for 3x (each |q| of a noisy
-# radiograph takes ~10 decisions), so larger slices keep the range coder.
+# New streams may use this coder on slices of up to MAX_PIXELS (codec/coders.py keeps it where it saves 2 %): 4-9 %
+# fewer bytes than the range coder on 512² CT and ~1 % on MR at 1.2-2x its decode time; on a 3.6 MP radiograph it
+# saved 0.3-0.7 % for 3x (each |q| of a noisy radiograph takes ~10 decisions), so larger slices keep the range coder.
 MAX_PIXELS = 1 << 20
 _SLACK = 64  # bytes the arithmetic coder may write past its estimate before the buffer grows
 
@@ -31,12 +31,12 @@ def encode_walk(walk, values: np.ndarray, predictor) -> bytes:
     for t in walk.wavefronts():
         n = walk.predict(t, predictor)
         walk.quantise(t, values, n)
-        need = int(cs[3]) + n * MK.MAX_DECISIONS * 2 + _SLACK  # 12 bits at most a decision
+        need = int(cs[3]) + n * MK.MAX_DECISIONS * 2 + _SLACK
         if need > len(buf):
             buf = np.concatenate([buf, np.zeros(max(need, len(buf)), np.uint8)])
-        done = MK.wavefront(1, t, walk.rows, walk.cols, walk.step, walk.lo, walk.hi, walk.pred, walk.ctx, walk.state,
-                     walk.flip, walk.q, walk.tok, walk.neg, walk.E, walk.ES, signs, prob, count, weights, apm, cs, buf,
-                     walk.counts.shape[1])
+        done = MK.wavefront(1, t, walk.rows, walk.cols, walk.step, walk.lo, walk.hi, walk.pred, walk.ctx,
+                            walk.state, walk.flip, walk.q, walk.tok, walk.neg, walk.E, walk.ES, signs, prob, count,
+                            weights, apm, cs, buf, walk.counts.shape[1])
         if done < 0:  # cannot happen for values within their bits; refuse rather than write a broken stream
             raise AssertionError("the context-mixed coder met a |q| beyond its classes")
         walk.commit(t)

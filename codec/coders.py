@@ -159,14 +159,17 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 # The context-mixed coder (codec/residual_mixed.py) must save this share of the range coder's bytes to be kept: where
 # it saves less (noisy MR: 0.3-1.5 %) it would only cost decode time (up to 2x the range coder's on a 512² MR).
 _MIXED_GAIN = 0.98
+# Slices over residual_mixed.MAX_PIXELS (radiographs) try it only from this k: at the gates' k = 20-40 each |q| takes
+# a few decisions (DX 2-3 % fewer bytes at 1.1-1.9x the range coder's decode time), at k <= 8 about ten, for 0.3-0.7 %.
+_MIXED_LARGE_K = 16
 
 
 def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
                    predictor: residual_raster.Predictor, memo: dict) -> tuple[bytes, np.ndarray]:
     """The raster layer, context-mixed or range-coded: both on the frame's first residual attempt (slices of up to
-    residual_mixed.MAX_PIXELS), the mixed one kept where it is under _MIXED_GAIN of the other; later attempts of the
-    frame (other k) reuse that verdict from `memo`."""
-    if values.size > residual_mixed.MAX_PIXELS:
+    residual_mixed.MAX_PIXELS, larger ones from k = _MIXED_LARGE_K), the mixed one kept where it is under _MIXED_GAIN
+    of the other; later attempts of the frame (other k) reuse that verdict from `memo`."""
+    if values.size > residual_mixed.MAX_PIXELS and k < _MIXED_LARGE_K:
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
     if "mixed coder" in memo:
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor,

@@ -209,6 +209,27 @@ def test_the_context_mixed_coder_is_kept_where_it_pays_and_the_frame_keeps_the_v
         assert whole == [True, False, kept, kept]  # both coders once, then the verdict
 
 
+def test_a_slice_over_the_size_limit_tries_the_mixed_coder_only_at_large_k(monkeypatch):
+    from codec import residual_mixed, residual_raster
+
+    calls = []
+    real = residual_raster.encode_residual_decoded
+
+    def counting(values, *a, **kw):
+        calls.append(kw.get("mixed"))
+        return real(values, *a, **kw)
+
+    monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    monkeypatch.setattr(residual_mixed, "MAX_PIXELS", 64 * 64)  # the 128² crop below plays a radiograph
+    v, bits, signed = real_slice("693_UNCR.dcm")
+    crop = np.ascontiguousarray(v[192:320, 192:320])
+    api.SliceEncoder(crop, bits, signed).encode_decoded(Mode.near_lossless(4))
+    assert True not in calls
+    calls.clear()
+    api.SliceEncoder(crop, bits, signed).encode_decoded(Mode.near_lossless(coders._MIXED_LARGE_K))
+    assert True in calls and False in calls
+
+
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])
 def test_wavelet_payloads_decode_within_their_guard_and_say_their_mode(name):
     import pydicom

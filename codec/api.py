@@ -81,10 +81,13 @@ class SliceEncoder:
     checks, the value range and checksum) is done once, and the residual coder settles the slice's layer once: its
     first near-lossless encode probes whether the interleaved version 1 layer may pay (codec/coders.py), and the
     later ones at other k keep that verdict instead of probing again (~40 ms a 512² encode; on 11 CT and MR slices
-    the verdict never changed with k). So a payload may differ from a lone encode() at the same mode; both decode
-    exactly as their streams say."""
+    the verdict never changed with k); it codes the frame's first residual with both entropy coders and keeps the
+    context-mixed one where it pays, and `series` (a dict shared by consecutive frames of one series) lets later
+    frames reuse that choice. So a payload may differ from a lone encode() at the same mode; both decode exactly as
+    their streams say."""
 
-    def __init__(self, values: np.ndarray, bits_stored: int, signed: bool, tile: int = tiles.DEFAULT_TILE):
+    def __init__(self, values: np.ndarray, bits_stored: int, signed: bool, tile: int = tiles.DEFAULT_TILE,
+                 series: dict | None = None):
         values = _check_values(values, bits_stored, signed)
         self._model = _model()
         v64 = values.astype(np.int64)
@@ -100,6 +103,7 @@ class SliceEncoder:
             cols=values.shape[1], tile=tile, lo=lo, hi=hi, values_sha=bitstream.values_digest(v64))
         self._values = v64
         self._memo: dict = {}
+        self._series = {} if series is None else series
 
     def encode_decoded(self, mode: Mode | str) -> tuple[bytes, np.ndarray | None]:
         """This frame in `mode`: the payload and, as encode_decoded() above, the values it decodes to or None."""
@@ -107,7 +111,7 @@ class SliceEncoder:
         coder = coders.coder_for(mode.kind)
         q = coder.rate_point(self._model, mode)
         header = replace(self._header, mode_kind=mode.kind, level=mode.level, rate_point=q)
-        s = coders.Slice(self._values, self._grid, header, *self._vrange, memo=self._memo)
+        s = coders.Slice(self._values, self._grid, header, *self._vrange, memo=self._memo, series=self._series)
         payload, decoded = coder.encode_decoded(s, self._model, mode)
         return payload, (None if decoded is None else decoded.astype(np.dtype(header.dtype)))
 

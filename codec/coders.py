@@ -24,7 +24,8 @@ from codec.modes import Mode
 @dataclass(frozen=True)
 class Slice:
     """One frame on its way in: stored values (int64), tile grid, the payload header so far; `memo`: what a coder
-    settled for this frame in an earlier mode (codec.api.SliceEncoder shares it between the modes of one frame)."""
+    settled for this frame in an earlier mode (codec.api.SliceEncoder shares it between the modes of one frame);
+    `series`: what a coder settled for an earlier frame of the same series that this one may reuse."""
 
     values: np.ndarray
     grid: tiles.Grid
@@ -32,6 +33,7 @@ class Slice:
     vmin: int
     vmax: int
     memo: dict = field(default_factory=dict, compare=False)
+    series: dict = field(default_factory=dict, compare=False)
 
     @cached_property
     def x(self) -> np.ndarray:
@@ -165,23 +167,25 @@ _MIXED_LARGE_K = 16
 
 
 def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool,
-                   predictor: residual_raster.Predictor, memo: dict) -> tuple[bytes, np.ndarray]:
-    """The raster layer, context-mixed or range-coded: both on the frame's first residual attempt (slices of up to
-    residual_mixed.MAX_PIXELS, larger ones from k = _MIXED_LARGE_K), the mixed one kept where it is under _MIXED_GAIN
-    of the other; later attempts of the frame (other k) reuse that verdict from `memo`."""
+                   predictor: residual_raster.Predictor, memo: dict, series: dict) -> tuple[bytes, np.ndarray]:
+    """The raster layer, context-mixed or range-coded: both on the first residual attempt of a series' first frame
+    (slices of up to residual_mixed.MAX_PIXELS, larger ones from k = _MIXED_LARGE_K), the mixed one kept where it is
+    under _MIXED_GAIN of the other; the frame's later attempts (other k, from `memo`) and the series' later frames
+    (from `series`) reuse that verdict."""
     if values.size > residual_mixed.MAX_PIXELS and k < _MIXED_LARGE_K:
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
-    if "mixed coder" in memo:
-        return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor,
-                                                       mixed=memo["mixed coder"])
+    verdict = memo.get("mixed coder", series.get("mixed coder"))
+    if verdict is not None:
+        memo["mixed coder"] = verdict
+        return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=verdict)
     mixed = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=True)
     ranged = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
-    memo["mixed coder"] = len(mixed[0]) < _MIXED_GAIN * len(ranged[0])
+    memo["mixed coder"] = series["mixed coder"] = len(mixed[0]) < _MIXED_GAIN * len(ranged[0])
     return mixed if memo["mixed coder"] else ranged
 
 
-def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, memo: dict
-                     ) -> tuple[bytes, np.ndarray]:
+def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, memo: dict,
+                     series: dict) -> tuple[bytes, np.ndarray]:
     """The raster residual layer (stream version 5: version 4's walk where the slice has constant blocks and k > 0,
     else version 3's, under a compact header; versions 2-4 still decode), or version 1 where it codes the
     slice smaller. Version 1 is tried (a whole encode, ~0.3 s on 512²) only where a probe (~60 ms on 512²) favours
@@ -191,7 +195,7 @@ def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, s
     _raster_stream's. `memo` keeps the first near-lossless verdict (the probe's, or raster once version 1 lost
     whole) for the frame's later k (codec.api.SliceEncoder). Returns the stream and the values it decodes to."""
     predictor = residual_raster.fit_predictor(np.ascontiguousarray(values, dtype=np.int64), k)
-    res = _raster_stream(values, recon, k, bits, signed, predictor, memo)
+    res = _raster_stream(values, recon, k, bits, signed, predictor, memo, series)
     mixed = memo.get("mixed coder", False)  # the probe codes its crop as the slice's raster layer is coded
     if k == 0:
         layer = _probe(values, recon, k, bits, signed, predictor, mixed) if predictor.by_parity else residual_raster
@@ -226,7 +230,7 @@ class ResidualCoder(Coder):
         h, k = s.header, mode.max_error_bound
         recon = flat_recon(s.values.shape, h.lo, s.vmin, s.vmax)
         head = replace(h, rate_point=NO_LATENTS).compact(keep_values_sha=mode.kind == "lossless")
-        res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed, s.memo)
+        res, decoded = _residual_stream(s.values, recon, k, h.bits_stored, h.signed, s.memo, s.series)
         return bitstream.pack(bitstream.Payload(head, [], res)), decoded
 
     def decode(self, p, model, grid, vmin, vmax, exact):

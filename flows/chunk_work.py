@@ -96,17 +96,18 @@ def _frame_quality(chunk: Chunk, inst: Instance, index: int, mode: Mode, codec: 
 
 
 def encode_frame(chunk: Chunk, inst: Instance, index: int, values: np.ndarray, policy: Mode | Auto, gate: Gate,
-                 ceiling: Mode) -> EncodedFrame:
+                 ceiling: Mode, series: dict | None = None) -> EncodedFrame:
     """Encode one frame as quality.escalation.settle decides (the policy's mode or `auto`'s search, then stricter
     modes while its gate fails and the ladder allows), each attempt measured on what it decodes to (the encoder's
     own reconstruction where the coder has one: codec.api.SliceEncoder; confirm_chunk then decodes the kept
-    payload from the file and must find the same values)."""
+    payload from the file and must find the same values). `series`: shared by the frames of one chunk, so what the
+    codec settles on one frame of the series (its residual coder) the next frames reuse."""
     from archive import values_sha256
 
     fmt = inst.pixel
     peak = metrics.psnr_peak(values)
     values_sha = values_sha256(values)
-    encoder = codec_api.SliceEncoder(values, fmt.bits_stored, fmt.signed)
+    encoder = codec_api.SliceEncoder(values, fmt.bits_stored, fmt.signed, series=series)
 
     def attempt(mode: Mode) -> EncodedFrame:
         payload, decoded = encoder.encode_decoded(mode)
@@ -135,11 +136,11 @@ def encode_chunk(chunk: Chunk, policy: Mode | Auto, gate: Gate, ceiling: Mode) -
     """Read each instance's header and frames once, and encode every frame (encode_frame)."""
     from dicom_io import header_bytes, iter_frames
 
-    headers, encoded = {}, []
+    headers, encoded, series = {}, [], {}
     for inst in chunk.instances:
         headers[inst.sop_instance_uid] = header_bytes(inst)
         for index, values in enumerate(iter_frames(inst)):
-            encoded.append(encode_frame(chunk, inst, index, values, policy, gate, ceiling))
+            encoded.append(encode_frame(chunk, inst, index, values, policy, gate, ceiling, series))
     return EncodedChunk(chunk, headers, encoded)
 
 

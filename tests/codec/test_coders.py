@@ -230,6 +230,28 @@ def test_a_slice_over_the_size_limit_tries_the_mixed_coder_only_at_large_k(monke
     assert True in calls and False in calls
 
 
+def test_later_frames_of_a_series_reuse_the_first_frames_coder_verdict(monkeypatch):
+    from codec import residual_raster
+
+    calls = []
+    real = residual_raster.encode_residual_decoded
+
+    def counting(values, *a, **kw):
+        calls.append(kw.get("mixed"))
+        return real(values, *a, **kw)
+
+    monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    v, bits, signed = real_slice("693_UNCR.dcm")
+    series = {}
+    for rows in (slice(0, 256), slice(256, 512)):  # two "frames" of one series
+        frame = np.ascontiguousarray(v[rows])
+        payload, decoded = api.SliceEncoder(frame, bits, signed, series=series).encode_decoded(Mode.near_lossless(4))
+        assert np.array_equal(api.decode(payload), decoded)
+    assert series == {"mixed coder": True}
+    whole = [m for m in calls if m is not None]
+    assert whole == [True, False, True]  # both coders on the first frame, the verdict on the second
+
+
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])
 def test_wavelet_payloads_decode_within_their_guard_and_say_their_mode(name):
     import pydicom

@@ -183,18 +183,27 @@ def test_a_slice_encoder_settles_the_near_lossless_layer_once_a_frame(monkeypatc
     assert api.decode(enc.encode_decoded(Mode.lossless())[0]).tolist() == noise.tolist()
 
 
-def test_the_context_mixed_coder_is_kept_where_it_pays_and_the_frame_keeps_the_verdict(monkeypatch):
-    """On a CT the context-mixed raster stream (flag bit 4) is 5-11 % smaller and is kept; on white noise it saves
-    nothing and the range coder's stream is kept. Both are coded on the frame's first residual attempt only."""
+def _raster_encodes(monkeypatch) -> list:
+    """Records (shape, mixed) of every raster residual encode from here on (the layer probe's crops: mixed None)."""
     from codec import residual_raster
 
     calls = []
     real = residual_raster.encode_residual_decoded
+
     def counting(values, *a, **kw):
         calls.append((values.shape, kw.get("mixed")))
         return real(values, *a, **kw)
 
     monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    return calls
+
+
+def test_the_context_mixed_coder_is_kept_where_it_pays_and_the_frame_keeps_the_verdict(monkeypatch):
+    """On a CT the context-mixed raster stream (flag bit 4) is 5-11 % smaller and is kept; on white noise it saves
+    nothing and the range coder's stream is kept. Both are coded on the frame's first residual attempt only."""
+    from codec import residual_raster
+
+    calls = _raster_encodes(monkeypatch)
     v, bits, signed = real_slice("693_UNCR.dcm")
     noise = np.random.default_rng(2).integers(0, 4096, (128, 128)).astype(np.int64)
     for values, b, s, kept in ((v, bits, signed, True), (noise, 12, False, False)):
@@ -210,37 +219,21 @@ def test_the_context_mixed_coder_is_kept_where_it_pays_and_the_frame_keeps_the_v
 
 
 def test_a_slice_over_the_size_limit_tries_the_mixed_coder_only_at_large_k(monkeypatch):
-    from codec import residual_mixed, residual_raster
+    from codec import residual_mixed
 
-    calls = []
-    real = residual_raster.encode_residual_decoded
-
-    def counting(values, *a, **kw):
-        calls.append(kw.get("mixed"))
-        return real(values, *a, **kw)
-
-    monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    calls = _raster_encodes(monkeypatch)
     monkeypatch.setattr(residual_mixed, "MAX_PIXELS", 64 * 64)  # the 128² crop below plays a radiograph
     v, bits, signed = real_slice("693_UNCR.dcm")
     crop = np.ascontiguousarray(v[192:320, 192:320])
     api.SliceEncoder(crop, bits, signed).encode_decoded(Mode.near_lossless(4))
-    assert True not in calls
+    assert [mixed for shape, mixed in calls if shape == crop.shape] == [False]
     calls.clear()
     api.SliceEncoder(crop, bits, signed).encode_decoded(Mode.near_lossless(coders._MIXED_LARGE_K))
-    assert True in calls and False in calls
+    assert [mixed for shape, mixed in calls if shape == crop.shape] == [True, False]
 
 
 def test_later_frames_of_a_series_reuse_the_first_frames_coder_verdict(monkeypatch):
-    from codec import residual_raster
-
-    calls = []
-    real = residual_raster.encode_residual_decoded
-
-    def counting(values, *a, **kw):
-        calls.append(kw.get("mixed"))
-        return real(values, *a, **kw)
-
-    monkeypatch.setattr(residual_raster, "encode_residual_decoded", counting)
+    calls = _raster_encodes(monkeypatch)
     v, bits, signed = real_slice("693_UNCR.dcm")
     series = {}
     for rows in (slice(0, 256), slice(256, 512)):  # two "frames" of one series
@@ -248,8 +241,8 @@ def test_later_frames_of_a_series_reuse_the_first_frames_coder_verdict(monkeypat
         payload, decoded = api.SliceEncoder(frame, bits, signed, series=series).encode_decoded(Mode.near_lossless(4))
         assert np.array_equal(api.decode(payload), decoded)
     assert series == {"mixed coder": True}
-    whole = [m for m in calls if m is not None]
-    assert whole == [True, False, True]  # both coders on the first frame, the verdict on the second
+    whole = [mixed for shape, mixed in calls if shape == (256, 512)]
+    assert whole == [True, False, True]  # both coders on the first frame, its verdict on the second
 
 
 @pytest.mark.parametrize("name", ["MR_small.dcm", "CT_small.dcm"])

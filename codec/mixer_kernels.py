@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from codec import raster_kernels as RK
+from codec import raster_kernels3 as K3
 from codec.raster_kernels import ERR_CAP, N_CTX, N_SUB, PAD, _ilog2, _split, bounds
 
 # lpaq1's squash (12-bit probability of a stretch value / 256) as a table, and its inverse
@@ -240,3 +242,34 @@ def wavefront(enc, t, rows, cols, step, lo, hi, pred, ctx, state, flip, q, token
                 return -1
         QS[pi, pj] = q[m]
     return n
+
+
+# ---------------------------------------------------------------------------- the whole walk in one call
+@nb.njit(cache=True)
+def walk(enc, V, rows, cols, k, step, lo, hi, top, weights, thresholds, exact, fine, P, E, ES, pred, sub, ctx, state,
+         flip, q, tokens, nraw, raw, neg, SQ, counts, dirty, counts3, dirty3, sctx, symbols, scounts, QS, prob, count,
+         mix, apm, cs, buf, n_tokens):
+    """Every wavefront of version 3's walk (version 4's where `exact`) with this coder, encoding V (enc = 1) or
+    decoding into P (enc = 0), in one compiled call: the range-coded walk crosses into Python at each wavefront
+    for constriction, this one need not. Returns (status, buffer): status -1 when a decode met an impossible |q|
+    or ran off its data; the encoder's buffer grows as it fills."""
+    for t in range(2 * (rows - 1) + cols):
+        RK.start(t, P, rows, top)
+        n = RK.predict(t, P, E, ES, rows, cols, step, weights, thresholds, lo, hi, pred, sub, ctx)
+        K3.sign_state(t, SQ, rows, cols, n, state, flip)
+        if exact:
+            K3.exact_prediction(t, P, fine, rows, cols, n, pred)
+        if enc:
+            K3.quantise(t, V, rows, cols, k, step, pred, flip, fine, n, q, tokens, nraw, raw, neg)
+            need = cs[3] + n * MAX_DECISIONS * 2 + 64
+            if need > len(buf):
+                grown = np.zeros(max(need, 2 * len(buf)), np.uint8)
+                grown[: len(buf)] = buf
+                buf = grown
+        if wavefront(enc, t, rows, cols, step, lo, hi, pred, ctx, state, flip, q, tokens, neg, E, ES, QS, prob, count,
+                     mix, apm, cs, buf, n_tokens) < 0 or (not enc and cs[3] > len(buf) + 4):
+            return -1, buf
+        RK.commit(t, P, E, ES, rows, cols, step, lo, hi, q, pred, sub, ctx, counts, dirty, tokens, fine)
+        K3.commit(t, SQ, rows, cols, q, ctx, state, tokens, counts3, dirty3, sctx, symbols, 0, scounts)
+        RK.finish(t, P, rows, cols)
+    return 0, buf

@@ -13,8 +13,9 @@ from codec import mixer_kernels as MK
 from codec.errors import ResidualError
 
 # New streams may use this coder on slices of up to MAX_PIXELS (codec/coders.py keeps it where it saves 2 %): 4-9 %
-# fewer bytes than the range coder on 512² CT and ~1 % on MR at 1.2-2x its decode time; on a 3.6 MP radiograph at
-# k <= 8 it saved 0.3-0.7 % for 3x (each |q| takes ~10 decisions), so larger slices try it only at large k.
+# fewer bytes than the range coder on 512² CT at 0.97-1.44x its decode time, ~1 % on MR at 1.2-1.8x; on a 3.6 MP
+# radiograph at k <= 8 it saved 0.3-0.7 % for 3x (each |q| takes ~10 decisions), so larger slices try it only at
+# large k.
 MAX_PIXELS = 1 << 20
 
 

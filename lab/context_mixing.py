@@ -100,6 +100,8 @@ import pydicom
 
 from codec import raster_kernels as K
 from codec.mixer_kernels import SQUASH, STRETCH
+from codec.mixer_kernels import _eclass as eclass
+from codec.mixer_kernels import _squash as squash
 from codec import raster_kernels3 as K3
 from codec.raster_fit import fit_predictor
 from codec.raster_kernels import ERR_CAP, N_SUB, PAD, _ilog2, _split, bounds, quantised
@@ -110,24 +112,10 @@ from lab.realdata import find
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
 
 # ------------------------------------------------------------------------------------ integer logistic arithmetic
-# lpaq1's squash and stretch tables: the product coder's (codec/mixer_kernels.py), which started here
+# lpaq1's squash and stretch tables, squash() and the |q| class: the product coder's (codec/mixer_kernels.py), which
+# started here
 DT = np.array([65536 * 2 // (2 * n + 3) for n in range(1024)], np.int64)  # counter rate 1 / (n + 1.5)
 LOG2 = np.log2(np.arange(1, 4097) / 4096.0)  # measurement only: -LOG2[p - 1] bits for probability p / 4096
-
-
-@nb.njit(cache=True, inline="always")
-def squash(d):
-    if d > 2047:
-        d = 2047
-    if d < -2047:
-        d = -2047
-    return SQUASH[d + 2048]
-
-
-@nb.njit(cache=True, inline="always")
-def eclass(u):
-    """0 for 0, else 1 + floor(log2 u): 1, 2-3, 4-7, ..."""
-    return 0 if u == 0 else _ilog2(u) + 1
 
 
 # context models: (name, number of contexts); each has NBIN binary decisions per context

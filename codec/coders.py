@@ -159,8 +159,9 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 # The context-mixed coder (codec/residual_mixed.py) must save this share of the range coder's bytes to be kept: where
-# it saves less (noisy MR: 0.3-1.5 %) it would only cost decode time (up to 2x the range coder's on a 512² MR).
-_MIXED_GAIN = 0.98
+# it saves less (noisy MR: 0.5-2.5 %; a noisy 12-bit CT lossless, 2.4 %) it costs decode time for little: 1.6-2.4x
+# the range coder's on a 512² MR, 112 ms against 49 on that CT (lab/mixed_coder.py), past the 100 ms budget.
+_MIXED_GAIN = 0.97
 # Slices over residual_mixed.MAX_PIXELS (radiographs) try it only from this k: at the gates' k = 20-40 each |q| takes
 # a few decisions (DX 2-3 % fewer bytes at 1.1-1.9x the range coder's decode time), at k <= 8 about ten, for 0.3-0.7 %.
 _MIXED_LARGE_K = 16

@@ -176,20 +176,20 @@ class _Walk:
 
 def encode_residual(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
                     predictor: Predictor | np.ndarray | None = None, version: int | None = None,
-                    mixed: bool | None = None) -> bytes:
+                    mixed: bool | None = None, mixer: int = RM.MODEL) -> bytes:
     """Code `values` over the flat `recon` so that decoding keeps |values - decoded| <= k everywhere, with the
     `predictor` (fitted to the values when None; a probe of a crop passes the whole slice's; bare weight sets are
     taken as one set or four parity sets), as a stream of `version`: None = 5 (version 4's walk where k > 0 and the
     slice is constant on some EXACT_BLOCK² blocks, else version 3's, under the compact header of
     codec/residual_header.py); 2, 3 or 4 exactly, for measurements against each other and old streams. `mixed`:
     version 5 with the context-mixed coder (codec/residual_mixed.py) in place of the range coder; None: where the
-    slice has at most RM.MAX_PIXELS pixels."""
-    return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version, mixed)[0]
+    slice has at most RM.MAX_PIXELS pixels. `mixer`: its model (new streams: the latest; 1 re-makes older ones)."""
+    return encode_residual_decoded(values, recon, k, bits_stored, signed, predictor, version, mixed, mixer)[0]
 
 
 def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_stored: int, signed: bool,
                             predictor: Predictor | np.ndarray | None = None, version: int | None = None,
-                            mixed: bool | None = None) -> tuple[bytes, np.ndarray]:
+                            mixed: bool | None = None, mixer: int = RM.MODEL) -> tuple[bytes, np.ndarray]:
     """encode_residual's stream and the values it decodes to (the walk's own reconstruction)."""
     if version not in (None, *_SETS):
         raise ResidualError(f"no raster residual stream version {version!r}")
@@ -213,7 +213,7 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     weights = predictor.weights
     top = int(v[0, 0])
     st = _Walk(v.shape, k, bits_stored, signed, top, version, exact if version == 4 else None)
-    words = RM.encode_walk(st, v, predictor) if mixed else _range_coded(st, v, predictor, version)
+    words = RM.encode_walk(st, v, predictor, mixer) if mixed else _range_coded(st, v, predictor, version)
     decoded = st.decoded().copy()
     bound = int(np.abs(decoded - v).max())
     if bound > k:  # cannot happen by construction; refuse rather than return a stream that breaks the bound
@@ -221,7 +221,7 @@ def encode_residual_decoded(values: np.ndarray, recon: np.ndarray, k: int, bits_
     if compact:
         packed = zlib.compress(np.packbits(exact).tobytes(), 9) if version == 4 else None
         head = RH.Compact(k, bits_stored, bool(signed), *v.shape, base, top, _crc(decoded), weights,
-                          predictor.thresholds, packed, mixed)
+                          predictor.thresholds, packed, mixer if mixed else 0)
         return RH.pack(head) + words, decoded
     head = _HEAD.pack(_MAGIC_OF[version], k, bits_stored, int(signed), *v.shape, base, top, _crc(recon), _crc(decoded),
                       len(weights))
@@ -250,7 +250,7 @@ def _range_coded(st: _Walk, v: np.ndarray, predictor: Predictor, version: int) -
 def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, signed: bool) -> np.ndarray:
     """Inverse of encode_residual given the same recon, k, bits_stored and signed (int64 array)."""
     data = bytes(data)
-    mixed = False
+    mixed = 0
     if data[:4] == RH.MAGIC5:
         version, predictor, exact, top, crc_dec, body, mixed = _read_compact(data, recon, k, bits_stored, signed)
     else:
@@ -263,7 +263,7 @@ def decode_residual(data: bytes, recon: np.ndarray, k: int, bits_stored: int, si
         raise ResidualError("residual stream corrupted: first value outside the range")
     st = _Walk((rows, cols), k, bits_stored, signed, top, version, exact)
     if mixed:
-        RM.decode_walk(st, predictor, body)
+        RM.decode_walk(st, predictor, body, mixed)
         return _checked(st.decoded().copy(), crc_dec)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, dtype="<u4").astype(np.uint32))
     try:
@@ -360,7 +360,7 @@ def _read_fixed(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool)
 
 def _read_compact(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool):
     """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names, and whether
-    the context-mixed coder coded it."""
+    the context-mixer model that coded it (0: the range coder)."""
     h, body = RH.parse(data, K.N_NEIGHBOURS, INTENSITY_CLASSES)
     _mismatch(h.k, h.bits, h.signed, (h.rows, h.cols), k, bits, signed, recon)
     if _check(None, recon, k, bits, signed) != h.base:

@@ -50,7 +50,8 @@ def test_every_truncation_and_header_damage_is_an_error():
     for cut in range(head_len):
         with pytest.raises(ResidualError):
             R.decode_residual(data[:cut], flat(v), 4, bits, signed)
-    for flags in (data[4] | 0x20, (data[4] & 0x03) | 0x0C):  # an unknown flag bit; weight set code 3
+    # an unknown flag bit; weight set code 3; mixer model 2 without the mixer
+    for flags in (data[4] | 0x40, (data[4] & 0x03) | 0x0C, (data[4] & ~0x10) | 0x20):
         with pytest.raises(ResidualError, match="flags"):
             R.decode_residual(data[:4] + bytes([flags]) + data[5:], flat(v), 4, bits, signed)
     with pytest.raises(ResidualError, match="k=5"):

@@ -10,7 +10,7 @@ from codec import residual_header as RH
 from codec import residual_mixed as RM
 from codec import residual_raster as R
 from codec.errors import ResidualError
-from tests.helpers.slices import decodes_of_bit_flips, flat, kept_693_crop, real_slice
+from tests.helpers.slices import KEPT, decodes_of_bit_flips, flat, kept_693_crop, real_slice
 
 
 @pytest.mark.parametrize("name,crop,k,gain", [
@@ -66,7 +66,31 @@ def test_truncation_and_bit_flips_are_errors_or_stay_within_the_bound():
         R.decode_residual(unflagged, flat(v), 2, bits, signed)
 
 
-def test_the_kept_context_mixed_stream_still_decodes():
-    """A stream written when the context-mixed coder shipped: later releases must decode it to the same values."""
-    values, crop, meta = kept_693_crop("ct_693_crop_k4_v5_mixed", b"MZR5", R.decode_residual)
+@pytest.mark.parametrize("stem,model", [("ct_693_crop_k4_v5_mixed", 1), ("ct_693_crop_k4_v5_mixer2", 2)])
+def test_the_kept_context_mixed_streams_still_decode_and_re_encode(stem, model):
+    """Streams written when each mixer model shipped: later releases must decode them to the same values, and
+    the model still codes those values to the same bytes (its probabilities are unchanged)."""
+    values, crop, meta = kept_693_crop(stem, b"MZR5", R.decode_residual)
     assert np.abs(values - crop).max() <= meta["k"]
+    kept = (KEPT / f"{stem}.bin").read_bytes()
+    assert kept[4] & 0x30 == (0x10 if model == 1 else 0x30)
+    assert R.encode_residual(crop, flat(crop), meta["k"], meta["bits"], meta["signed"], mixer=model) == kept
+
+
+@pytest.mark.parametrize("k,gain", [(0, 0.985), (2, 0.97)])  # measured 0.972, 0.950
+def test_mixer_model_2_codes_ct_in_fewer_bytes_than_model_1(k, gain):
+    """The texture model and the fast counters pay on a 512² CT; both models decode to the walk's values."""
+    v, bits, signed = real_slice("693_UNCR.dcm")
+    v = np.ascontiguousarray(v).astype(np.int64)
+    one, decoded = R.encode_residual_decoded(v, flat(v), k, bits, signed, mixer=1)
+    two = R.encode_residual(v, flat(v), k, bits, signed)
+    assert two[4] & 0x30 == 0x30 and one[4] & 0x30 == 0x10
+    for data in (one, two):
+        np.testing.assert_array_equal(R.decode_residual(data, flat(v), k, bits, signed), decoded)
+    assert len(two) < gain * len(one)
+
+
+def test_an_unknown_mixer_model_is_refused():
+    small = np.zeros((8, 8), np.int64)
+    with pytest.raises(ResidualError, match="model"):
+        R.encode_residual(small, flat(small), 0, 12, False, mixer=3)

@@ -12,4 +12,6 @@ def test_a_row_per_k_with_the_bytes_of_each_coder():
     for r in rows:
         assert r["mixed"] == len(R.encode_residual(v, flat(v), r["k"], bits, signed, mixed=True))
         assert r["range"] == len(R.encode_residual(v, flat(v), r["k"], bits, signed, mixed=False))
-        assert r["mixed"] < r["range"] < r["v2"] and r["jls"] > 0 and r["ms_mixed"] > 0
+        assert r["mixed1"] == len(R.encode_residual(v, flat(v), r["k"], bits, signed, mixed=True, mixer=1))
+        assert r["mixed"] < r["mixed1"] < r["range"] < r["v2"] and r["jls"] > 0
+        assert min(r["ms_range"], r["ms_mixed1"], r["ms_mixed"]) > 0

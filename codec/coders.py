@@ -159,9 +159,13 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 # The context-mixed coder (codec/residual_mixed.py) must save this share of the range coder's bytes to be kept: where
-# it saves less (noisy MR: 0.5-2.5 %; a noisy 12-bit CT lossless, 2.4 %) it costs decode time for little: 1.6-2.4x
-# the range coder's on a 512² MR, 112 ms against 49 on that CT (lab/mixed_coder.py), past the 100 ms budget.
-_MIXED_GAIN = 0.97
+# it saves less (noisy MR: 0.3-1.5 %) it would only cost decode time (up to 2.5x the range coder's on a 512² MR).
+_MIXED_GAIN = 0.98
+# ... and code the slice in at most this many bits a pixel. Its decode time grows with the decisions it takes, about
+# 0.16 us a pixel + 0.06 us a coded bit on this project's 2-core machine (lab/mixed_coder.py: a 512² CT at 2.4 bits a
+# pixel in 81 ms, a noisy 12-bit CT lossless at 4.0 in 112 ms against the range coder's 49 for 2.4 % fewer bytes);
+# past 3.5 a 512² slice would miss the 100 ms budget. At the gates' k a slice takes 0.2-3 bits a pixel.
+_MIXED_MAX_BPP = 3.5
 # Slices over residual_mixed.MAX_PIXELS (radiographs) try it only from this k: at the gates' k = 20-40 each |q| takes
 # a few decisions (DX 2-3 % fewer bytes at 1.1-1.9x the range coder's decode time), at k <= 8 about ten, for 0.3-0.7 %.
 _MIXED_LARGE_K = 16
@@ -171,8 +175,8 @@ def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, sig
                    predictor: residual_raster.Predictor, memo: dict, series: dict) -> tuple[bytes, np.ndarray]:
     """The raster layer, context-mixed or range-coded: both on the first residual attempt of a series' first frame
     (slices of up to residual_mixed.MAX_PIXELS, larger ones from k = _MIXED_LARGE_K), the mixed one kept where it is
-    under _MIXED_GAIN of the other; the frame's later attempts (other k, from `memo`) and the series' later frames
-    (from `series`) reuse that verdict."""
+    under _MIXED_GAIN of the other and _MIXED_MAX_BPP; the frame's later attempts (other k, from `memo`) and the
+    series' later frames (from `series`) reuse that verdict."""
     if values.size > residual_mixed.MAX_PIXELS and k < _MIXED_LARGE_K:
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
     verdict = memo.get("mixed coder", series.get("mixed coder"))
@@ -181,7 +185,8 @@ def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, sig
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=verdict)
     mixed = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=True)
     ranged = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
-    memo["mixed coder"] = series["mixed coder"] = len(mixed[0]) < _MIXED_GAIN * len(ranged[0])
+    keep = len(mixed[0]) < _MIXED_GAIN * len(ranged[0]) and 8 * len(mixed[0]) <= _MIXED_MAX_BPP * values.size
+    memo["mixed coder"] = series["mixed coder"] = keep
     return mixed if memo["mixed coder"] else ranged
 
 

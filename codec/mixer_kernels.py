@@ -52,6 +52,24 @@ MODELS = (64, 128, 120, 324, 4096)  # contexts of each model (see _contexts()); 
 N_BIN = 352
 UP, MANT, SIGN, FIRST, DOWN = 0, 48, 240, 256, 304
 MAX_CLASS = 47
+
+
+def _bin_slots() -> np.ndarray:
+    """Where each bin's counter sits in its context's row: the bins of one exponent class side by side, so that a
+    pixel's decisions touch a few cache lines of each table, not five regions (layout only: 4-7 % of the decode
+    time, the same probabilities)."""
+    order: list[int] = []
+    for e in range(MAX_CLASS + 1):
+        group = [FIRST + e, UP + e, DOWN + e] + ([MANT + e * 8 + j for j in range(8)] if e < 24 else []) \
+            + ([SIGN + e] if e < 8 else [])
+        order += [b for b in group if b not in order]
+    order += [b for b in range(N_BIN) if b not in order]
+    slot = np.empty(N_BIN, np.int64)
+    slot[np.array(order)] = np.arange(N_BIN)
+    return slot
+
+
+BIN_SLOT = _bin_slots()
 MODEL_BASE = np.cumsum((0,) + tuple(n * N_BIN for n in MODELS)).astype(np.int64)
 N_APM = 33
 MIX_SETS = N_BIN * 3  # the mixer's weights per bin and three activity classes
@@ -139,7 +157,7 @@ def _decision(enc, y, ctxs, nm, b, a, asel, prob, count, weights, apm, cs, buf, 
     fast = n_in > nm + 1
     dot = 0
     for i in range(nm):
-        s = MODEL_BASE[i] + ctxs[i] * N_BIN + b
+        s = MODEL_BASE[i] + ctxs[i] * N_BIN + BIN_SLOT[b]
         slots[i] = s
         x[i] = STRETCH[prob[2 * s] >> 10]
         dot += x[i] * weights[mix, i]

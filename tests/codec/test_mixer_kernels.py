@@ -22,6 +22,14 @@ def test_squash_and_stretch_are_fixed_integer_tables():
     assert digest[:16] == "e7f55d5c333aca72"
 
 
+def test_the_counters_layout_is_a_permutation_of_the_bins():
+    """BIN_SLOT only places the counters (a pixel's bins side by side); two bins in one slot would merge them."""
+    assert sorted(MK.BIN_SLOT.tolist()) == list(range(MK.N_BIN))
+    for e in (0, 5, 12):  # one class's decisions lie within one short stretch of the row
+        slots = MK.BIN_SLOT[[MK.FIRST + e, MK.UP + e, MK.DOWN + e, MK.MANT + e * 8 + 1, MK.MANT + e * 8 + 7]]
+        assert slots.max() - slots.min() < 16
+
+
 @nb.njit(cache=True)
 def _run(enc, bits, probs, cs, buf):
     for i in range(len(bits)):

@@ -164,7 +164,8 @@ _MIXED_GAIN = 0.98
 # ... and code the slice in at most this many bits a pixel. Its decode time grows with the decisions it takes, about
 # 0.16 us a pixel + 0.06 us a coded bit on this project's 2-core machine (lab/mixed_coder.py: a 512² CT at 2.4 bits a
 # pixel in 81 ms, a noisy 12-bit CT lossless at 4.0 in 112 ms against the range coder's 49 for 2.4 % fewer bytes);
-# past 3.5 a 512² slice would miss the 100 ms budget. At the gates' k a slice takes 0.2-3 bits a pixel.
+# past 3.5 it would miss the budget of 100 ms a 512² slice (pro rata on other sizes). At the gates' k a slice takes
+# 0.2-3 bits a pixel.
 _MIXED_MAX_BPP = 3.5
 # Slices over residual_mixed.MAX_PIXELS (radiographs) try it only from this k: at the gates' k = 20-40 each |q| takes
 # a few decisions (DX 2-3 % fewer bytes at 1.1-1.9x the range coder's decode time), at k <= 8 about ten, for 0.3-0.7 %.
@@ -176,18 +177,26 @@ def _raster_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, sig
     """The raster layer, context-mixed or range-coded: both on the first residual attempt of a series' first frame
     (slices of up to residual_mixed.MAX_PIXELS, larger ones from k = _MIXED_LARGE_K), the mixed one kept where it is
     under _MIXED_GAIN of the other and _MIXED_MAX_BPP; the frame's later attempts (other k, from `memo`) and the
-    series' later frames (from `series`) reuse that verdict."""
+    series' later frames (from `series`) reuse that verdict, and fall back to the range coder where a mixed stream
+    of theirs passes _MIXED_MAX_BPP."""
     if values.size > residual_mixed.MAX_PIXELS and k < _MIXED_LARGE_K:
         return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
     verdict = memo.get("mixed coder", series.get("mixed coder"))
     if verdict is not None:
         memo["mixed coder"] = verdict
-        return residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=verdict)
+        res = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=verdict)
+        if verdict and not _within_cap(res[0], values.size):  # e.g. lossless after a verdict at the gate's k
+            res = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
+        return res
     mixed = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=True)
     ranged = residual_raster.encode_residual_decoded(values, recon, k, bits, signed, predictor, mixed=False)
-    keep = len(mixed[0]) < _MIXED_GAIN * len(ranged[0]) and 8 * len(mixed[0]) <= _MIXED_MAX_BPP * values.size
+    keep = len(mixed[0]) < _MIXED_GAIN * len(ranged[0]) and _within_cap(mixed[0], values.size)
     memo["mixed coder"] = series["mixed coder"] = keep
     return mixed if memo["mixed coder"] else ranged
+
+
+def _within_cap(stream: bytes, pixels: int) -> bool:
+    return 8 * len(stream) <= _MIXED_MAX_BPP * pixels
 
 
 def _residual_stream(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: bool, memo: dict,

@@ -83,6 +83,8 @@ MAX_DECISIONS = 64  # buffer sizing: a pixel's bits stay under 2 x this many byt
 
 def models(model: int) -> tuple[int, int]:
     """Mixer model 1 or 2: (context models, counters a context)."""
+    if model not in (1, 2):
+        raise ValueError(f"no mixer model {model!r}")
     return (4, 1) if model == 1 else (5, 2)
 
 

@@ -49,10 +49,11 @@ def test_slices_over_the_size_limit_keep_the_range_coder():
         R.encode_residual(small, flat(small), 0, 12, False, version=3, mixed=True)
 
 
-def test_truncation_and_bit_flips_are_errors_or_stay_within_the_bound():
+@pytest.mark.parametrize("model", RM.MODELS)
+def test_truncation_and_bit_flips_are_errors_or_stay_within_the_bound(model):
     v, bits, signed = real_slice("MR_small.dcm")
-    data = R.encode_residual(v, flat(v), 2, bits, signed)
-    assert data[4] & 16
+    data = R.encode_residual(v, flat(v), 2, bits, signed, mixer=model)
+    assert data[4] & 0x30 == (0x10 if model == 1 else 0x30)
     _, body = RH.parse(data, 12, 3)
     for cut in (1, len(body) // 2, len(body) - 1):
         with pytest.raises(ResidualError):
@@ -62,8 +63,10 @@ def test_truncation_and_bit_flips_are_errors_or_stay_within_the_bound():
     for out in outs:
         assert np.abs(out - v).max() <= 2  # the decoded values' CRC let it through: it must be right
     unflagged = data[:4] + bytes([data[4] & ~16]) + data[5:]  # the same bytes read as range-coder words
-    with pytest.raises(ResidualError):
-        R.decode_residual(unflagged, flat(v), 2, bits, signed)
+    other_model = data[:4] + bytes([data[4] ^ 0x20]) + data[5:]  # ... or by the other mixer model
+    for bad in (unflagged, other_model):
+        with pytest.raises(ResidualError):
+            R.decode_residual(bad, flat(v), 2, bits, signed)
 
 
 @pytest.mark.parametrize("stem,model", [("ct_693_crop_k4_v5_mixed", 1), ("ct_693_crop_k4_v5_mixer2", 2)])

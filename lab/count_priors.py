@@ -79,6 +79,15 @@ def _load(path: Path, crop: int | None = None) -> tuple[np.ndarray, int, bool]:
     return np.ascontiguousarray(v), frame.bits_stored, frame.signed
 
 
+def readable_crops(paths: list[Path], crop: int = 256):
+    """(values, bits, signed) of each file's centre crop, skipping files without readable pixels."""
+    for path in paths:
+        try:
+            yield _load(path, crop=crop)
+        except ValueError:
+            continue
+
+
 def _bytes(v: np.ndarray, bits: int, signed: bool, k: int, prior: np.ndarray | None) -> int:
     _Walk.prior = prior
     recon = np.full(v.shape, int(v.min()), np.int64)
@@ -88,11 +97,7 @@ def _bytes(v: np.ndarray, bits: int, signed: bool, k: int, prior: np.ndarray | N
 def learn(paths: list[Path]) -> np.ndarray:
     """Each context's token distribution, averaged over slices and k (rows sum to 1; zeros where never seen)."""
     acc = np.zeros((K.N_CTX * K3.N_STATE, _WIDTH))
-    for path in paths:
-        try:
-            v, bits, signed = _load(path, crop=256)
-        except ValueError:
-            continue
+    for v, bits, signed in readable_crops(paths):
         for k in KS:
             _bytes(v, bits, signed, k, None)
             counts = _Walk.last.counts3.astype(np.float64)

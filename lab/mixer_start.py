@@ -30,7 +30,7 @@ import numpy as np
 from codec import mixer_kernels as MK
 from codec import residual_mixed as RM
 from codec import residual_raster as R
-from lab.count_priors import _load, _training_slices
+from lab.count_priors import _load, _training_slices, readable_crops
 
 KS = (0, 2, 8, 20)
 
@@ -58,11 +58,7 @@ def learn(paths: list[Path], ks: tuple[int, ...] = KS) -> tuple[np.ndarray, ...]
     """The mixer's state after coding every slice of `paths` (centre 256² crops) at each k in turn."""
     state = MK.new_state(RM.MODEL)
     with started_from(state):
-        for path in paths:
-            try:
-                v, bits, signed = _load(path, crop=256)
-            except ValueError:
-                continue
+        for v, bits, signed in readable_crops(paths):
             for k in ks:
                 R.encode_residual(v, np.full(v.shape, int(v.min()), np.int64), k, bits, signed, mixed=True)
     return state

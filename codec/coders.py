@@ -159,7 +159,7 @@ def _probe(values: np.ndarray, recon: np.ndarray, k: int, bits: int, signed: boo
 
 
 # The context-mixed coder (codec/residual_mixed.py) must save this share of the range coder's bytes to be kept: where
-# it saves less (noisy MR: 0.3-1.5 %) it would only cost decode time (up to 2.5x the range coder's on a 512² MR).
+# it saves less (noisy MR: 0.7-2 %) it would only cost decode time (up to 2.5x the range coder's on a 512² MR).
 _MIXED_GAIN = 0.98
 # ... and code the slice in at most this many bits a pixel. Its decode time grows with the decisions it takes, about
 # 0.16 us a pixel + 0.06 us a coded bit on this project's 2-core machine (lab/mixed_coder.py: a 512² CT at 2.4 bits a

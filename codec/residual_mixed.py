@@ -12,11 +12,11 @@ import numpy as np
 from codec import mixer_kernels as MK
 from codec.errors import ResidualError
 
-# New streams may use this coder on slices of up to MAX_PIXELS (codec/coders.py keeps it where it saves 2 %): 4-9 %
-# fewer bytes than the range coder on 512² CT at 0.97-1.44x its decode time, ~1 % on MR at 1.2-1.8x; on a 3.6 MP
-# radiograph at k <= 8 it saved 0.3-0.7 % for 3x (each |q| takes ~10 decisions), so larger slices try it only at
-# large k. (Figures of mixer model 1; model 2 saves 1.6-6.5 % more on CT for 1.3x its decode time:
-# codec/mixer_kernels.py.)
+# New streams may use this coder on slices of up to MAX_PIXELS (codec/coders.py keeps it where it saves 2 % in at most
+# 3.5 bits a pixel): 4-9 % fewer bytes than the range coder on 512² CT at 0.97-1.44x its decode time, ~1 % on MR at
+# 1.2-1.8x; on a 3.6 MP radiograph at k <= 8 it saved 0.3-0.7 % for 3x (each |q| takes ~10 decisions), so larger
+# slices try it only at large k. (Figures of mixer model 1; model 2 saves 1.6-6.5 % more on CT for 1.3x its decode
+# time: codec/mixer_kernels.py.)
 MAX_PIXELS = 1 << 20
 MODELS = (1, 2)  # the mixer models streams may name (header flag bits 4 and 5); new streams use the last
 MODEL = MODELS[-1]

@@ -359,8 +359,8 @@ def _read_fixed(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool)
 
 
 def _read_compact(data: bytes, recon: np.ndarray, k: int, bits: int, signed: bool):
-    """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names, and whether
-    the context-mixer model that coded it (0: the range coder)."""
+    """Version 5 (codec/residual_header.py): as _read_fixed, for the walk of version 4 or 3 it names, and the
+    context-mixer model that coded it (0: the range coder)."""
     h, body = RH.parse(data, K.N_NEIGHBOURS, INTENSITY_CLASSES)
     _mismatch(h.k, h.bits, h.signed, (h.rows, h.cols), k, bits, signed, recon)
     if _check(None, recon, k, bits, signed) != h.base:

@@ -32,9 +32,14 @@ def _terminate_gracefully(signum, frame) -> None:
 
 def serve_inbox(config: Config, server_timeout: float = 180.0) -> None:
     """Serve archive_inbox on the config's interval or cron until interrupted (Ctrl-C or SIGTERM)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_gracefully)
     with ExitStack() as stack:
+        if threading.current_thread() is threading.main_thread():
+            # SIGINT too: with Python's default handler in place, asyncio.run (under Prefect's serve) turns the first
+            # Ctrl-C into a cancellation of the runner's task, which the runner can swallow; then serving went on
+            # until a second Ctrl-C, and a lone SIGINT left the Prefect server running (the slow serve test, under
+            # load). A handler of our own keeps asyncio from installing that one.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                stack.callback(signal.signal, sig, signal.signal(sig, _terminate_gracefully))
         if not PREFECT_API_URL.value():
             for folder in (config.home, config.paths.inbox):
                 folder.mkdir(parents=True, exist_ok=True)

@@ -71,3 +71,38 @@ def test_served_deployment_archives_a_study_dropped_into_the_inbox(tmp_path):
     assert "Prefect server started" in text and "serving 'medzip-inbox'" in text
     assert not (home / "prefect" / "server.pid").exists(), "serve_inbox left its Prefect server running"
     assert (home / "prefect" / "prefect.db").is_file()  # the server's SQLite lives under $MEDZIP_HOME
+
+
+def test_inside_prefects_event_loop_a_sigint_raises_keyboardinterrupt(tmp_path, monkeypatch):
+    """Prefect's serve runs the runner under asyncio.run, which (with Python's default SIGINT handler in place)
+    installs one that only cancels the runner's task; the runner swallowed that under load and served on after
+    Ctrl-C. serve_inbox's own handler stays in place there and raises KeyboardInterrupt (which Prefect's serve
+    catches to shut down), and the previous handlers come back afterwards."""
+    import asyncio
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from configs import load_config
+    from flows import serve_deployment
+
+    outcome = []
+
+    def fake_serve(**kwargs):
+        async def runner():
+            outcome.append(signal.getsignal(signal.SIGINT) is serve_deployment._terminate_gracefully)
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(5)
+            outcome.append("served on")
+
+        try:
+            asyncio.run(runner())
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    monkeypatch.setenv("MEDZIP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(serve_deployment.archive_inbox, "serve", fake_serve)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # no server of our own
+        serve_deployment.serve_inbox(load_config())
+    assert outcome == [True, "interrupted"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

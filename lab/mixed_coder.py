@@ -23,13 +23,10 @@ from lab.frames import frames_of, instance
 from lab.residual_table import default_files
 
 
-def _decode_ms(data: bytes, recon, k, bits, signed, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        R.decode_residual(data, recon, k, bits, signed)
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+def _decode_ms(data: bytes, recon, k, bits, signed) -> float:
+    t0 = time.perf_counter()
+    R.decode_residual(data, recon, k, bits, signed)
+    return 1000 * (time.perf_counter() - t0)
 
 
 def row(path: Path, ks: tuple[int, ...], rounds: int) -> list[dict]:
@@ -52,7 +49,7 @@ def row(path: Path, ks: tuple[int, ...], rounds: int) -> list[dict]:
         ms = {name: [] for name in ("range", "mixed1", "mixed")}
         for _ in range(rounds):
             for name, data in (("range", ranged), ("mixed1", mixed1), ("mixed", mixed)):
-                ms[name].append(_decode_ms(data, recon, k, bits, signed, 1))
+                ms[name].append(_decode_ms(data, recon, k, bits, signed))
         out.append({"file": path.name, "modality": frame.modality, "shape": v.shape, "k": k, "v2": len(v2),
                     "range": len(ranged), "mixed1": len(mixed1), "mixed": len(mixed),
                     "jls": len(jls.encode(v, bits, signed, setting)),

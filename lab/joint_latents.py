@@ -163,8 +163,8 @@ def bits_per_pixel(pixels, out):
 
 def training_slices() -> list[np.ndarray]:
     rows = [r for r in csv.DictReader(open(rm.TRAIN / "MANIFEST.tsv"), delimiter="\t") if not rm._held_out(r)]
-    picked = (rm._every([r for r in rows if r["modality"] == "CT"], 10) + rm._every([r for r in rows if r["modality"] == "MR"], 8)
-              + rm._every([r for r in rows if r["modality"] == "PT"], 10))
+    by = {m: [r for r in rows if r["modality"] == m] for m in ("CT", "MR", "PT")}
+    picked = rm._every(by["CT"], 10) + rm._every(by["MR"], 8) + rm._every(by["PT"], 10)
     out = []
     for r in picked:
         f = rm._frame(rm.TRAIN / r["path"])

@@ -108,7 +108,8 @@ class JointCodec(keras.Model):
                           up(1 + features, 5, 2, "same")]
         self.prior_mu = self.add_weight(shape=(latents,), initializer="zeros", name="prior_mu")
         self.prior_log_s = self.add_weight(shape=(latents,), initializer="zeros", name="prior_log_s")
-        self.context = [MaskedConv(width, 5)] + [MaskedConv(width, 3, centre=True) for _ in range(depth - 1)]
+        self.context = MaskedConv(width, 5)
+        self.context_more = [MaskedConv(width, 3, centre=True) for _ in range(depth - 1)]
         self.head = [keras.layers.Dense(width, activation="relu"), keras.layers.Dense(width, activation="relu"),
                      keras.layers.Dense(6)]
         self.noise = keras.random.SeedGenerator(0)
@@ -143,7 +144,7 @@ class JointCodec(keras.Model):
         h = (decoded - x_tilde) / 64.0
         if self.value_context:
             h = ops.concatenate([h, (decoded - lo) / SCALE], axis=-1)
-        for layer in self.context:
+        for layer in [self.context, *self.context_more]:
             h = ops.relu(layer(h))
         kfeat = ops.ones_like(v) * ops.log(2.0 * k + 1.0) / 4.0
         h = ops.concatenate([h, feats, kfeat], axis=-1)

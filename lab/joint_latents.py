@@ -19,7 +19,8 @@ here: lab.residual_mlp's held-out files without the radiographs, and the first s
 series; the bits are ideal code lengths + 24 header bytes,
 against the bytes of the product's own stream (api.encode) at the same k.
 
-    .venv/bin/python -m lab.joint_latents OUT --epochs 30            (trains; resumes from OUT/joint.weights.h5)
+    .venv/bin/python -m lab.joint_latents OUT --epochs 30            (trains; resumes from OUT/joint.weights.h5
+                                                                        with a fresh Adam state)
     .venv/bin/python -m lab.joint_latents OUT --eval-only --ks 0,2,8 [--files FILE…]
 """
 from __future__ import annotations
@@ -163,6 +164,8 @@ def bits_per_pixel(pixels, out):
 # --- data ----------------------------------------------------------------------------------------------------------
 
 def training_slices() -> list[np.ndarray]:
+    if not (rm.TRAIN / "MANIFEST.tsv").exists():
+        raise SystemExit(f"no training folder at {rm.TRAIN} (its MANIFEST.tsv lists the slices trained on)")
     rows = [r for r in csv.DictReader(open(rm.TRAIN / "MANIFEST.tsv"), delimiter="\t") if not rm._held_out(r)]
     by = {m: [r for r in rows if r["modality"] == m] for m in ("CT", "MR", "PT")}
     picked = rm._every(by["CT"], 10) + rm._every(by["MR"], 8) + rm._every(by["PT"], 10)
@@ -256,10 +259,14 @@ def evaluate(model: JointCodec, ks: tuple[int, ...], files: list[Path] | None = 
 # --- main ------------------------------------------------------------------------------------------------------------
 
 class _Checkpoint(keras.callbacks.Callback):
-    def __init__(self, out: Path, start_epoch: int):
+    """Weights and the learning curve after every epoch; wall_s counts on across resumed runs."""
+
+    def __init__(self, out: Path):
         super().__init__()
-        self.out, self.start = out, start_epoch
-        self.t0 = time.time()
+        self.out = out
+        meta_path = out / "meta.json"
+        curve = json.loads(meta_path.read_text())["curve"] if meta_path.exists() else []
+        self.t0 = time.time() - (curve[-1]["wall_s"] if curve else 0.0)
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.save_weights(self.out / "joint.weights.h5")
@@ -311,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=bits_per_pixel)
         data = Patches(slices, args.batch, args.steps, args.seed, args.no_latents)
         data.epoch = done
-        model.fit(data, epochs=args.epochs, initial_epoch=done, verbose=2, callbacks=[_Checkpoint(args.out, done)])
+        model.fit(data, epochs=args.epochs, initial_epoch=done, verbose=2, callbacks=[_Checkpoint(args.out)])
     ks = (0,) if args.no_latents else tuple(int(k) for k in args.ks.split(","))
     rows = evaluate(model, ks, args.files)
     (args.out / ("eval_files.json" if args.files else "eval.json")).write_text(json.dumps(rows, indent=1))

@@ -181,6 +181,7 @@ class Patches(keras.utils.PyDataset):
     def __init__(self, slices, batch: int, steps: int, seed: int, lossless_only: bool, **kw):
         super().__init__(**kw)
         self.slices, self.batch, self.steps, self.seed, self.lossless_only = slices, batch, steps, seed, lossless_only
+        self.minima = [float(s.min()) for s in slices]  # each patch's lo is its slice's minimum
         self.epoch = 0
 
     def __len__(self):
@@ -194,10 +195,11 @@ class Patches(keras.utils.PyDataset):
         v = np.empty((self.batch, PATCH, PATCH, 1), np.float32)
         lo = np.empty((self.batch, 1, 1, 1), np.float32)
         for b in range(self.batch):
-            s = self.slices[rng.integers(len(self.slices))]
+            n = rng.integers(len(self.slices))
+            s = self.slices[n]
             y, x = rng.integers(s.shape[0] - PATCH + 1), rng.integers(s.shape[1] - PATCH + 1)
             v[b, ..., 0] = s[y:y + PATCH, x:x + PATCH]
-            lo[b] = s.min()
+            lo[b] = self.minima[n]
         k = np.zeros((self.batch, 1, 1, 1), np.float32) if self.lossless_only else \
             rng.choice(KS, self.batch).astype(np.float32).reshape(-1, 1, 1, 1)
         mask = np.ones_like(v)
@@ -234,9 +236,12 @@ def evaluate(model: JointCodec, ks: tuple[int, ...], files: list[Path] | None = 
     rows, seen = [], set()
     for path in files or validation_files():
         f = rm._frame(path)
-        if f is None or f.modality not in ("CT", "MR") or hash(f.values.tobytes()) in seen:
-            continue  # radiographs are left out (minutes a slice); wg04 MR2 is the bundled MR2
-        seen.add(hash(f.values.tobytes()))
+        if f is None or f.modality not in ("CT", "MR"):
+            continue  # radiographs are left out (minutes a slice)
+        digest = hash(f.values.tobytes())
+        if digest in seen:
+            continue  # wg04 MR2 is the bundled MR2
+        seen.add(digest)
         for k in ks:
             latent, residual = slice_bits(model, f.values, k)
             ours = (latent + residual) / 8 + HEADER_BYTES

@@ -2,13 +2,13 @@
 reconstruction keeps its bound, and the residual's bins carry a whole distribution."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
-from pathlib import Path
 
 jl = pytest.importorskip("lab.joint_latents")
-from keras import ops  # noqa: E402
 
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
